@@ -1,0 +1,1 @@
+"""Adapters that turn other libraries' models into Codecs (see profiler.codec.Codec)."""

@@ -1,0 +1,156 @@
+"""profile.toml → a frozen `TestConditions`: rates, images, counting, timing and worker limits."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+from .tomlcheck import get, non_negative, positive, read_toml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "profile.toml"
+
+# The mandatory JPEG AI target rates (bpp): used when profile.toml names none and by tests.
+JPEGAI_TARGET_RATES = (0.03, 0.06, 0.12, 0.25, 0.50, 0.75, 1.00, 1.50, 2.00)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    source: str = "builtin"            # "builtin" or a directory path
+    builtin: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket")
+    limit: int | None = None           # use only the first N images (quick mode)
+
+
+@dataclass(frozen=True)
+class CountingSpec:
+    convention: str = "strict"
+    resolutions: tuple[tuple[int, int], ...] = ((1920, 1080), (3840, 2160))
+
+
+@dataclass(frozen=True)
+class TimingSpec:
+    threads: int = 1
+    warmup: int = 1
+    repeats: int = 3
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    cudnn_benchmark: bool = False
+    allow_tf32: bool = False
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    timeout_s: float = 1800.0
+    memory_limit_mib: int = 16384
+
+
+@dataclass(frozen=True)
+class TestConditions:
+    __test__ = False  # not a pytest test class
+    name: str = "jpegai-ctc"
+    target_rates: tuple[float, ...] = JPEGAI_TARGET_RATES
+    max_rate_overshoot: float = 0.10
+    images: ImageSpec = field(default_factory=ImageSpec)
+    counting: CountingSpec = field(default_factory=CountingSpec)
+    timing: TimingSpec = field(default_factory=TimingSpec)
+    worker: WorkerSpec = field(default_factory=WorkerSpec)
+    source: str = ""                   # the file these were read from
+    rules: tuple[dict, ...] = ()       # [[rules]] tables, read by the compliance engine
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TestConditions":
+        return cls(
+            name=data["name"],
+            target_rates=tuple(data["target_rates"]),
+            max_rate_overshoot=data["max_rate_overshoot"],
+            images=ImageSpec(data["images"]["source"], tuple(data["images"]["builtin"]),
+                             data["images"].get("limit")),
+            counting=CountingSpec(data["counting"]["convention"],
+                                  tuple(tuple(r) for r in data["counting"]["resolutions"])),
+            timing=TimingSpec(**{**data["timing"], "devices": tuple(data["timing"]["devices"])}),
+            worker=WorkerSpec(**data["worker"]),
+            source=data.get("source", ""),
+            rules=tuple(data.get("rules", ())),
+        )
+
+
+CONVENTIONS = ("strict", "vm")
+DEVICES = ("cpu", "cuda")
+
+
+def load_conditions(path: Path | str | None = None) -> TestConditions:
+    """Read and validate a profile.toml; every error names the file and the field."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    doc = read_toml(path)
+
+    cond = get(doc, "conditions", dict, path, "conditions", {})
+    rates = get(cond, "target_rates", list, path, "conditions.target_rates", list(JPEGAI_TARGET_RATES))
+    if not rates:
+        raise InputError(path, "conditions.target_rates", "must list at least one rate")
+    clean_rates = []
+    for i, r in enumerate(rates):
+        if isinstance(r, bool) or not isinstance(r, (int, float)):
+            raise InputError(path, f"conditions.target_rates[{i}]", f"expected a number, got {r!r}")
+        positive(r, path, f"conditions.target_rates[{i}]")
+        clean_rates.append(float(r))
+    if len(set(clean_rates)) != len(clean_rates):
+        raise InputError(path, "conditions.target_rates", "contains a rate twice")
+    overshoot = non_negative(get(cond, "max_rate_overshoot", float, path,
+                                 "conditions.max_rate_overshoot", 0.10),
+                             path, "conditions.max_rate_overshoot")
+
+    img = get(doc, "images", dict, path, "images", {})
+    source = get(img, "source", str, path, "images.source", "builtin")
+    builtin = get(img, "builtin", list, path, "images.builtin", list(ImageSpec.builtin))
+    for i, name in enumerate(builtin):
+        if not isinstance(name, str):
+            raise InputError(path, f"images.builtin[{i}]", f"expected a string, got {name!r}")
+
+    cnt = get(doc, "counting", dict, path, "counting", {})
+    convention = get(cnt, "convention", str, path, "counting.convention", "strict")
+    if convention not in CONVENTIONS:
+        raise InputError(path, "counting.convention", f"expected one of {', '.join(CONVENTIONS)}, got {convention!r}")
+    resolutions = []
+    for i, res in enumerate(get(cnt, "resolutions", list, path, "counting.resolutions", [])):
+        if (not isinstance(res, list) or len(res) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in res)):
+            raise InputError(path, f"counting.resolutions[{i}]",
+                             f"expected [width, height] as two positive integers, got {res!r}")
+        resolutions.append((res[0], res[1]))
+
+    tim = get(doc, "timing", dict, path, "timing", {})
+    threads = positive(get(tim, "threads", int, path, "timing.threads", 1), path, "timing.threads")
+    warmup = non_negative(get(tim, "warmup", int, path, "timing.warmup", 1), path, "timing.warmup")
+    repeats = positive(get(tim, "repeats", int, path, "timing.repeats", 3), path, "timing.repeats")
+    devices = get(tim, "devices", list, path, "timing.devices", ["cpu", "cuda"])
+    for i, d in enumerate(devices):
+        if d not in DEVICES:
+            raise InputError(path, f"timing.devices[{i}]", f"expected one of {', '.join(DEVICES)}, got {d!r}")
+    cudnn_benchmark = get(tim, "cudnn_benchmark", bool, path, "timing.cudnn_benchmark", False)
+    allow_tf32 = get(tim, "allow_tf32", bool, path, "timing.allow_tf32", False)
+
+    wrk = get(doc, "worker", dict, path, "worker", {})
+    timeout_s = positive(get(wrk, "timeout_s", float, path, "worker.timeout_s", 1800.0), path, "worker.timeout_s")
+    mem = positive(get(wrk, "memory_limit_mib", int, path, "worker.memory_limit_mib", 16384),
+                   path, "worker.memory_limit_mib")
+
+    rules = get(doc, "rules", list, path, "rules", [])
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            raise InputError(path, f"rules[{i}]", "expected a table ([[rules]])")
+
+    return TestConditions(
+        name=get(cond, "name", str, path, "conditions.name", "jpegai-ctc"),
+        target_rates=tuple(clean_rates),
+        max_rate_overshoot=float(overshoot),
+        images=ImageSpec(source=source, builtin=tuple(builtin)),
+        counting=CountingSpec(convention=convention, resolutions=tuple(resolutions)),
+        timing=TimingSpec(threads=threads, warmup=warmup, repeats=repeats, devices=tuple(devices),
+                          cudnn_benchmark=cudnn_benchmark, allow_tf32=allow_tf32),
+        worker=WorkerSpec(timeout_s=float(timeout_s), memory_limit_mib=mem),
+        source=str(path),
+        rules=tuple(rules),
+    )

@@ -1,0 +1,48 @@
+"""The rich console view: the standard table, the summary, and what was not measured or failed."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from ..report import Report
+from . import table
+
+SHORT = {"target_bpp": "target", "params_encoder": "params enc", "params_decoder": "params dec",
+         "kmac_px_encoder": "kMAC/px enc", "kmac_px_decoder": "kMAC/px dec", "enc_cpu_s": "enc CPU s",
+         "dec_cpu_s": "dec CPU s", "enc_gpu_s": "enc GPU s", "dec_gpu_s": "dec GPU s",
+         "gpu_mem_enc_mib": "GPU MiB enc", "gpu_mem_dec_mib": "GPU MiB dec", "psnr_rgb": "PSNR",
+         "precision_encoder": "prec enc", "precision_decoder": "prec dec"}
+SHOWN = ["target_bpp", "status", "bpp", "psnr_rgb", "params_encoder", "params_decoder", "kmac_px_encoder",
+         "kmac_px_decoder", "enc_cpu_s", "dec_cpu_s", "enc_gpu_s", "dec_gpu_s", "gpu_mem_enc_mib",
+         "gpu_mem_dec_mib", "precision_encoder", "precision_decoder"]
+
+
+def render(report: Report, console: Console | None = None) -> None:
+    console = console or Console()
+    sub = report.submission
+    t = Table(title=f"{sub['codec']} — {sub['proponent']} (JPEG AI complexity)", show_lines=False)
+    for c in SHOWN:
+        t.add_column(SHORT.get(c, c), justify="left" if c in ("status",) or c.startswith("precision") else "right")
+    for row in table.rows(report):
+        cells = []
+        for c in SHOWN:
+            v = row[c]
+            text = "n/m" if v == table.NOT_MEASURED else table.fmt(v, c)
+            if c == "status" and v != "ok":
+                text = f"[red]{text}[/red]"
+            cells.append(text)
+        t.add_row(*cells)
+    console.print(t)
+    s = table.summary(report)
+    console.print(
+        f"largest model: [bold]{table.fmt(s['params_largest_model'], 'params')}[/bold] params · "
+        f"total over rate points: [bold]{table.fmt(s['params_total'], 'params')}[/bold] · "
+        f"worst-case decoder: [bold]{table.fmt(s['kmac_px_decoder_worst'])}[/bold] kMAC/px · "
+        f"encoder max: [bold]{table.fmt(s['kmac_px_encoder_max'])}[/bold] kMAC/px")
+    reasons = table.not_measured_reasons(report)
+    if reasons:
+        console.print("n/m = not measured: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
+    for r in report.rates:
+        if not r.ok:
+            console.print(f"[red]rate {r.target_bpp} failed[/red]: {(r.error or {}).get('message', 'unknown')}")

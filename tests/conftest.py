@@ -1,0 +1,26 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CODECS = Path(__file__).resolve().parent / "codecs"
+
+
+@pytest.fixture
+def tiny_dir() -> Path:
+    return CODECS / "tiny"
+
+
+def write_manifest(directory: Path, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "submission.toml").write_text(text)
+    return directory
+
+
+def run_cli(*args: str, cwd: Path | None = None):
+    """Run the console entry point in a subprocess, as a user would."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, timeout=900)

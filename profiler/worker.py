@@ -25,8 +25,11 @@ from . import memory, timing
 from .codec import check_codec
 from .conditions import TestConditions
 from .counting import count_call
+from .counting.crosscheck import crosscheck_codec
+from .counting.meta import count_resolutions
 from .errors import InputError, SubmissionError
 from .images import TestImage, load_images
+from .interop import measure_interop
 from .params import count_model
 from .quality import psnr_rgb
 from .report import ImageResult, RateResult
@@ -153,6 +156,16 @@ def run_job(job: dict) -> RateResult:
             _emit(event="image", name=img.name, n=n)
             result.images.append(_measure_image(codec, img, cond, devices))
 
+        # Counting at the resolutions of profile.toml (worst-case decoder) and the cross-check against
+        # other counters: profiler/counting/meta.py and crosscheck.py.
+        _emit(event="resolutions")
+        count_resolutions(codec, cond, result)
+        crosscheck_codec(codec, images, cond, result)
+
+        # Device interoperability: decode this rate point's bitstreams on another device (or a proxy
+        # that changes float arithmetic), for the compliance rule: profiler/interop.py.
+        measure_interop(codec, build, rate, images, cond, devices, result)
+
         if "cuda" not in devices:
             result.not_measured["gpu"] = "not requested (--device cpu)"
         elif not torch.cuda.is_available():
@@ -160,8 +173,6 @@ def run_job(job: dict) -> RateResult:
         else:
             _emit(event="cuda")
             _measure_cuda(build, rate, images, cond, result.images)
-        if not result.resolutions:
-            result.not_measured.setdefault("resolutions", "no resolutions counted")
     except SubmissionError as exc:
         result.status = "failed"
         result.error = {"stage": exc.stage, "message": str(exc), "traceback": exc.traceback_text, "kind": "submission"}

@@ -161,6 +161,9 @@ def aggregate_reports(reports: list[Report], paths: list[str]) -> pd.DataFrame:
         if c not in df.columns:
             df[c] = None
     df = df[cols]
+    for c in SUMMARY_COLUMNS:
+        if c not in ("precision", "verdict") + tuple(INT_COLUMNS):
+            df[c] = pd.to_numeric(df[c].astype(object).where(df[c].notna(), float("nan")))
     # Counts stay integers next to missing values (pandas' nullable Int64), so 2500 is not shown as 2500.0.
     for c in INT_COLUMNS:
         df[c] = pd.array([None if _num(v) is None else int(v) for v in df[c]], dtype="Int64")

@@ -9,15 +9,15 @@ SCHEMA_VERSION = "1.0"
 
 
 def load_report(path):
-    """One report.json → its standard table as a pandas DataFrame (see profiler.aggregate.load_report)."""
-    from .aggregate import load_report as _load
+    """One report.json → its standard table as a pandas DataFrame (see profiler.aggregation.load_report)."""
+    from .aggregation import load_report as _load
 
     return _load(path)
 
 
 def aggregate(paths):
     """Reports (files, or folders searched for report.json) → one cross-proponent pandas DataFrame."""
-    from .aggregate import aggregate as _aggregate
+    from .aggregation import aggregate as _aggregate
 
     return _aggregate(paths)
 

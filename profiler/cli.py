@@ -151,7 +151,7 @@ def cmd_profile(argv: list[str]) -> int:
 
 
 def cmd_aggregate(argv: list[str]) -> int:
-    from .aggregate import main as aggregate_main
+    from .aggregation import main as aggregate_main
 
     return aggregate_main(argv)
 

@@ -7,6 +7,9 @@ kMAC/px, median CPU/GPU times over the rate points, peak GPU memory, precision, 
 Reports are never mixed silently: a report whose schema major version this tool cannot read is refused
 (InputError, exit 2), and a report made under different test conditions than the others is kept but
 flagged in the `warning` column, which names each differing condition.
+
+(Named `aggregation`, not `aggregate`: `profiler.aggregate` is the notebook function, and a submodule of
+the same name would replace it on the package once imported.)
 """
 
 from __future__ import annotations

@@ -34,7 +34,13 @@ def _fig(width: float = 6.0, height: float = 3.4) -> tuple[Figure, object]:
 
 
 def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A plottable number: numpy and pandas scalars included; None, NaN, pd.NA and text are not."""
+    if v is None or isinstance(v, (bool, str)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def lines(series: dict[str, list[tuple[float, float | None]]], xlabel: str, ylabel: str, title: str,

@@ -150,6 +150,15 @@ def cmd_profile(argv: list[str]) -> int:
     return EXIT_OK if all(r.ok for r in report.rates) else EXIT_FAILED
 
 
+def cmd_aggregate(argv: list[str]) -> int:
+    from .aggregation import main as aggregate_main
+
+    return aggregate_main(argv)
+
+
+SUBCOMMANDS["aggregate"] = cmd_aggregate
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv

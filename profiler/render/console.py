@@ -46,3 +46,29 @@ def render(report: Report, console: Console | None = None) -> None:
     for r in report.rates:
         if not r.ok:
             console.print(f"[red]rate {r.target_bpp} failed[/red]: {(r.error or {}).get('message', 'unknown')}")
+    render_top_modules(report, console)
+    render_verdict(report, console)
+
+
+def render_top_modules(report: Report, console: Console, n: int = 8) -> None:
+    """The costliest modules (own MACs) of the worst-case decoder."""
+    where, mods = table.top_modules(report, n)
+    if not mods:
+        return
+    t = Table(title=f"top decoder modules at {where['target_bpp']:g} bpp, {where['image'] or 'resolution count'} "
+                    f"{where['width']}×{where['height']} ({where['kmac_px']:.2f} kMAC/px)")
+    for c in ("module", "kMAC/px (own)", "share"):
+        t.add_column(c, justify="left" if c == "module" else "right")
+    total = where["macs"] or 1
+    for m in mods:
+        t.add_row(m["module"], f"{m['self_kmac_px']:.2f}", f"{100 * m['self_macs'] / total:.1f} %")
+    console.print(t)
+
+
+def render_verdict(report: Report, console: Console) -> None:
+    verdict, rules = table.compliance_view(report)
+    colour = {"pass": "green", "fail": "red"}.get(verdict.lower(), "yellow")
+    console.print(f"compliance verdict: [bold {colour}]{verdict}[/bold {colour}]")
+    for r in rules:
+        if str(r["status"]).lower() != "pass":
+            console.print(f"  {r['id']}: {r['status']} — {r['message'] or ''}")

@@ -85,3 +85,87 @@ def fmt(value, column: str = "") -> str:
             return f"{value:.4f}"
         return f"{value:.2f}"
     return str(value)
+
+
+# -- views shared by the richer renderers (console, txt, html, vm export, aggregate) ---------------
+
+def compliance_view(report: Report) -> tuple[str, list[dict]]:
+    """(verdict, rules) from `report.compliance`, tolerant of its absence.
+
+    The verdict is the report's own when it states one; otherwise "fail" if any mandatory rule
+    failed, "pass" if rules were evaluated and none failed, and "not evaluated" without rules.
+    Each rule is `{id, status, value, limit, message}` (missing keys are None).
+    """
+    comp = report.compliance
+    if not comp:
+        return "not evaluated", []
+    raw = comp.get("rules") or comp.get("results") or []
+    if isinstance(raw, dict):
+        raw = [{"id": k, **v} for k, v in raw.items()]
+    rules = [{k: r.get(k) for k in ("id", "status", "value", "limit", "message")} for r in raw]
+    verdict = comp.get("verdict")
+    if not verdict:
+        statuses = {str(r["status"]).lower() for r in rules}
+        verdict = "fail" if "fail" in statuses else "pass" if rules else "not evaluated"
+    return str(verdict), rules
+
+
+def worst_decoder_breakdown(report: Report) -> tuple[dict | None, dict[str, dict]]:
+    """Where the worst-case decoder count was executed, and its per-module self costs.
+
+    The breakdown comes from the counted `decode()` with the highest decoder kMAC/px (the summary's
+    worst case when that is an image; resolution counts are used when they carry a breakdown).
+    Returns (where, per_module) with where = {target_bpp, image, width, height, kmac_px, macs}.
+    """
+    best = None
+    for r in report.ok_rates():
+        for img in r.images:
+            k = img.kmac_px("decoder")
+            if best is None or k > best[0]:
+                best = (k, {"target_bpp": r.target_bpp, "image": img.name, "width": img.width,
+                            "height": img.height, "kmac_px": k, "macs": img.macs("decoder")},
+                        img.counts["decoder"].get("per_module", {}))
+        for res in r.resolutions:
+            pm = res.get("per_module") or (res.get("counts") or {}).get("decoder", {}).get("per_module")
+            k = res.get("kmac_px_decoder")
+            if pm and k is not None and (best is None or k > best[0]):
+                best = (k, {"target_bpp": r.target_bpp, "image": None, "width": res.get("width"),
+                            "height": res.get("height"), "kmac_px": k,
+                            "macs": sum(c["macs"] for c in pm.values())}, pm)
+    if best is None:
+        return None, {}
+    return best[1], best[2]
+
+
+def module_rows(per_module: dict[str, dict], width: int, height: int, depth: int | None = None) -> list[dict]:
+    """Per-module rows, largest first: MACs including children (rolled up) and the module's own.
+
+    `depth` keeps only scopes with at most that many dotted parts (e.g. 2 → `decoder.g_s`).
+    """
+    from ..counting.conventions import kmac_per_pixel
+    from ..counting.engine import ScopeCost, hierarchical
+
+    costs = {k: ScopeCost.from_dict(v) for k, v in per_module.items()}
+    rolled = hierarchical(costs)
+    total = sum(c.macs for c in costs.values())
+    out = []
+    for name, macs in rolled.items():
+        if depth is not None and len(name.split(".")) > depth:
+            continue
+        own = costs[name].macs if name in costs else 0
+        out.append({"module": name, "macs": macs, "self_macs": own,
+                    "kmac_px": kmac_per_pixel(macs, width, height),
+                    "self_kmac_px": kmac_per_pixel(own, width, height),
+                    "share": macs / total if total else 0.0})
+    out.sort(key=lambda r: (-r["macs"], r["module"]))
+    return out
+
+
+def top_modules(report: Report, n: int = 8) -> tuple[dict | None, list[dict]]:
+    """The `n` costliest leaf-most scopes of the worst-case decoder (self MACs), largest first."""
+    where, pm = worst_decoder_breakdown(report)
+    if where is None:
+        return None, []
+    rows_ = [r for r in module_rows(pm, where["width"], where["height"]) if r["self_macs"] > 0]
+    rows_.sort(key=lambda r: (-r["self_macs"], r["module"]))
+    return where, rows_[:n]

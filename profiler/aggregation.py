@@ -39,7 +39,7 @@ IGNORED_CONDITIONS = {"source"}
 
 
 def _none_if_nm(v):
-    return None if v == table.NOT_MEASURED else v
+    return None if table.is_not_measured(v) else v
 
 
 def rate_frame(report: Report, path: str = "") -> pd.DataFrame:
@@ -279,7 +279,7 @@ def to_html(df: pd.DataFrame) -> str:
                 v = r[c]
                 if c == "verdict":
                     cells.append(f"<td><span class='verdict {verdict_class(str(v))}'>{escape(str(v))}</span></td>")
-                elif v == table.NOT_MEASURED:
+                elif table.is_not_measured(v):
                     cells.append("<td class=nm>n/m</td>")
                 else:
                     num = isinstance(v, (int, float)) and not isinstance(v, bool)

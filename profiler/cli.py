@@ -51,6 +51,8 @@ def profile_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (overrides profile.toml)")
     p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                    help="where to time: cpu, cuda, or all available (default)")
+    p.add_argument("--min-gpu-memory", action="store_true",
+                   help="find each model's minimum GPU memory by bisection (CUDA only; see profile.toml)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: one rate point, one image, one timed repeat")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -73,6 +75,8 @@ def _apply_overrides(cond, args):
         if args.threads < 1:
             raise InputError("command line", "--threads", f"must be at least 1, got {args.threads}")
         timing = dataclasses.replace(timing, threads=args.threads)
+    if getattr(args, "min_gpu_memory", False):
+        timing = dataclasses.replace(timing, min_gpu_memory=True)
     images = cond.images
     if args.images is not None:
         if args.images != "builtin":

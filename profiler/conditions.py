@@ -36,6 +36,7 @@ class TimingSpec:
     devices: tuple[str, ...] = ("cpu", "cuda")
     cudnn_benchmark: bool = False
     allow_tf32: bool = False
+    min_gpu_memory: bool = False       # bisection on the allocator limit per model (memory.min_cuda_memory)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
             raise InputError(path, f"timing.devices[{i}]", f"expected one of {', '.join(DEVICES)}, got {d!r}")
     cudnn_benchmark = get(tim, "cudnn_benchmark", bool, path, "timing.cudnn_benchmark", False)
     allow_tf32 = get(tim, "allow_tf32", bool, path, "timing.allow_tf32", False)
+    min_gpu_memory = get(tim, "min_gpu_memory", bool, path, "timing.min_gpu_memory", False)
 
     wrk = get(doc, "worker", dict, path, "worker", {})
     timeout_s = positive(get(wrk, "timeout_s", float, path, "worker.timeout_s", 1800.0), path, "worker.timeout_s")
@@ -149,7 +151,7 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
         images=ImageSpec(source=source, builtin=tuple(builtin)),
         counting=CountingSpec(convention=convention, resolutions=tuple(resolutions)),
         timing=TimingSpec(threads=threads, warmup=warmup, repeats=repeats, devices=tuple(devices),
-                          cudnn_benchmark=cudnn_benchmark, allow_tf32=allow_tf32),
+                          cudnn_benchmark=cudnn_benchmark, allow_tf32=allow_tf32, min_gpu_memory=min_gpu_memory),
         worker=WorkerSpec(timeout_s=float(timeout_s), memory_limit_mib=mem),
         source=str(path),
         rules=tuple(rules),

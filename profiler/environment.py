@@ -1,11 +1,28 @@
-"""The environment fingerprint recorded in every report: where and with what the figures were measured."""
+"""The environment fingerprint recorded in every report: where and with what the figures were measured.
+
+Two halves. `fingerprint()` runs in the profiling process: machine, OS, Python, torch and its build
+(CUDA, cuDNN, oneDNN, MKL, OpenMP), GPU and driver, the suite's own dependencies and the hash of the
+submission's files. `worker_environment()` runs in each worker, where the figures are measured: threads
+actually in use, CPU affinity, thread-related environment variables, and the distributions (with
+versions) of every module the submission's code imported; `merge_worker()` folds those into the report.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from importlib import metadata
+from typing import Iterable
+
+# Packages the suite itself imports (its declared dependencies, with the CompressAI extra).
+SUITE_PACKAGES = ("jpegai-profile", "torch", "numpy", "compressai", "torchvision", "fvcore", "ptflops", "psutil",
+                  "nvidia-ml-py", "pynvml", "pandas", "rich", "safetensors", "scikit-image", "pillow",
+                  "pytorch-msssim", "bjontegaard", "scipy", "matplotlib")
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
+              "CUBLAS_WORKSPACE_CONFIG", "PYTORCH_CUDA_ALLOC_CONF")
 
 
 def _cpu_model() -> str:
@@ -26,23 +43,148 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def fingerprint() -> dict:
+def _physical_cores() -> int | None:
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False)
+    except Exception:
+        return None
+
+
+def _affinity() -> int | None:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def parse_torch_config(text: str) -> dict:
+    """Library versions from `torch.__config__.show()` (a free-text build summary)."""
+    patterns = {"mkl": r"Math Kernel Library Version ([^\s]+)",
+                "onednn": r"MKL-DNN v([0-9][^\s]*)",
+                "openmp": r"OpenMP (\d+)",
+                "cpu_capability": r"CPU capability usage: (\w+)",
+                "blas": r"BLAS_INFO=([^,\s]+)",
+                "cuda": r"CUDA_VERSION=([^,\s]+)",
+                "cudnn": r"CUDNN_VERSION=([^,\s]+)"}
+    out = {}
+    for key, pattern in patterns.items():
+        m = re.search(pattern, text)
+        out[key] = m.group(1) if m else None
+    return out
+
+
+def _torch_build() -> dict:
     import torch
 
+    build = {"version": torch.__version__, "git": getattr(torch.version, "git_version", None),
+             "cuda": torch.version.cuda, "hip": getattr(torch.version, "hip", None),
+             "variant": "CUDA" if torch.version.cuda else ("ROCm" if getattr(torch.version, "hip", None) else "CPU"),
+             "mkldnn_available": bool(torch.backends.mkldnn.is_available()),
+             "mkl_available": bool(torch.backends.mkl.is_available()),
+             "openmp_available": bool(torch.backends.openmp.is_available())}
+    try:
+        build.update({f"{k}_version": v for k, v in parse_torch_config(torch.__config__.show()).items()})
+    except Exception:
+        pass
+    try:
+        build["cudnn_runtime"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    except Exception:
+        build["cudnn_runtime"] = None
+    return build
+
+
+def _gpus() -> list[dict]:
+    import torch
+
+    from .memory import nvml_driver_version
+
+    if not torch.cuda.is_available():
+        return []
+    driver = nvml_driver_version()
+    gpus = []
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        gpus.append({"index": i, "name": p.name, "total_mib": p.total_memory / 2**20,
+                     "capability": f"{p.major}.{p.minor}", "multiprocessors": p.multi_processor_count,
+                     "driver": driver})
+    return gpus
+
+
+def fingerprint(submission_sha256: str | None = None, threads: int | None = None) -> dict:
+    import torch
+
+    from .memory import nvml_driver_version
+
     cuda = torch.cuda.is_available()
-    env = {
+    gpus = _gpus()
+    return {
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_physical_cores": _physical_cores(),
+        "cpu_affinity": _affinity(),
+        "machine": platform.machine(),
         "os": platform.platform(),
         "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
         "torch": torch.__version__,
         "torch_cuda_build": torch.version.cuda,
+        "torch_build": _torch_build(),
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "mkl": bool(torch.backends.mkl.is_available()),
+        "threads_configured": threads,
         "cuda_available": cuda,
-        "gpu_name": torch.cuda.get_device_name(0) if cuda else None,
-        "packages": {d: _version(d) for d in ("jpegai-profile", "torch", "compressai", "numpy", "fvcore",
-                                              "ptflops", "safetensors", "scikit-image", "nvidia-ml-py",
-                                              "pytorch-msssim", "bjontegaard")},
+        "cuda_device_count": torch.cuda.device_count() if cuda else 0,
+        "gpu_name": gpus[0]["name"] if gpus else None,
+        "gpus": gpus,
+        "nvidia_driver": nvml_driver_version() if cuda else None,
+        "env": {k: os.environ.get(k) for k in THREAD_ENV},
+        "packages": {d: _version(d) for d in SUITE_PACKAGES},
+        "submission_files_sha256": submission_sha256,
     }
-    return env
+
+
+# -- in the worker ------------------------------------------------------------------------------------
+
+def top_level_modules(names: Iterable[str]) -> set[str]:
+    return {n.split(".", 1)[0] for n in names if n and not n.startswith("_")}
+
+
+def distributions_of(modules: Iterable[str]) -> dict[str, str | None]:
+    """Installed distributions (name → version) that provide the given top-level modules.
+
+    Modules no distribution provides (the submission's own files, the standard library) are left out.
+    """
+    mapping = metadata.packages_distributions()
+    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    out: dict[str, str | None] = {}
+    for mod in sorted(set(modules)):
+        if mod in stdlib:
+            continue
+        for dist in mapping.get(mod, ()):
+            out[dist] = _version(dist)
+    return out
+
+
+def worker_environment(modules_before: Iterable[str], modules_after: Iterable[str]) -> dict:
+    """What the worker measured with: threads in use, affinity, and what the submission imported."""
+    import torch
+
+    new = top_level_modules(modules_after) - top_level_modules(modules_before)
+    return {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+            "cpu_affinity": _affinity(), "env": {k: os.environ.get(k) for k in THREAD_ENV},
+            "submission_imported": distributions_of(new)}
+
+
+def merge_worker(environment: dict, worker_env: dict | None) -> None:
+    """Fold one worker's environment into the report's: packages the submission imported, threads used."""
+    if not worker_env:
+        return
+    pk = environment.setdefault("packages_submission", {})
+    for dist, version in (worker_env.get("submission_imported") or {}).items():
+        pk.setdefault(dist, version)
+    used = environment.setdefault("threads_used", [])
+    n = worker_env.get("torch_threads")
+    if n is not None and n not in used:
+        used.append(n)

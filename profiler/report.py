@@ -59,6 +59,12 @@ class RateResult:
     resolutions: list[dict] = field(default_factory=list)   # counts at profile.toml resolutions
     not_measured: dict[str, str] = field(default_factory=dict)
     worker: dict = field(default_factory=dict)              # pid, wall time, peak RSS of the worker
+    # Per rate point (= per model): device → step → statistics over the images (profiler/timing.py).
+    timing: dict = field(default_factory=dict)
+    # device → step → peaks over the images, and the minimum GPU memory (profiler/memory.py).
+    memory: dict = field(default_factory=dict)
+    # Where this rate point was measured: threads in use, what the submission imported (environment.py).
+    environment: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from .conditions import TestConditions
-from .environment import fingerprint
+from .environment import fingerprint, merge_worker
 from .report import RateResult, Report
 from .submission import Submission, files_hash
 
@@ -99,7 +99,8 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
 
 def new_report(sub: Submission, cond: TestConditions, options: dict) -> Report:
     submission = {**sub.to_dict(), "files_sha256": files_hash(sub.directory)}
-    return Report(submission=submission, conditions=cond.to_dict(), environment=fingerprint(), options=options)
+    return Report(submission=submission, conditions=cond.to_dict(), options=options,
+                  environment=fingerprint(submission["files_sha256"], cond.timing.threads))
 
 
 def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: list[int], devices: list[str],
@@ -112,6 +113,7 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
         progress("rate", {"rate": rate.target_bpp})
         result = run_rate(sub, idx, cond, devices, progress)
         report.rates.append(result)
+        merge_worker(report.environment, result.environment)
         report.rates.sort(key=lambda r: r.target_bpp)
         report.compute_summary()
         report.write(path)

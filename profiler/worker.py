@@ -11,7 +11,9 @@ file writing. Progress goes to stdout as JSON lines; the result goes to RESULT.j
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
+import os
 import json
 import sys
 import time
@@ -27,6 +29,7 @@ from .conditions import TestConditions
 from .counting import count_call
 from .counting.crosscheck import crosscheck_codec
 from .counting.meta import count_resolutions
+from .environment import worker_environment
 from .errors import InputError, SubmissionError
 from .images import TestImage, load_images
 from .interop import measure_interop
@@ -65,7 +68,12 @@ def _check_decoded(x_hat: Any, x: torch.Tensor) -> torch.Tensor:
     return x_hat
 
 
-def _measure_image(codec, img: TestImage, cond: TestConditions, devices: list[str]) -> ImageResult:
+def _measure_image(codec, img: TestImage, cond: TestConditions, devices: list[str],
+                   baseline_mib: float | None = None) -> ImageResult:
+    """Count, warm up, then time and take the memory peaks of encode and decode on one image (CPU).
+
+    `baseline_mib` is the worker's RSS once the model was loaded: CPU peaks are given above it too.
+    """
     x = img.tensor("cpu")
     with torch.no_grad():
         bits, enc_count = count_call(lambda: _call("encode", codec.encode, x),
@@ -75,53 +83,112 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, devices: list[st
                                       roots={"decoder": codec.decoder}, root_name="decoder")
         x_hat = _check_decoded(x_hat, x)
         psnr = psnr_rgb(x, x_hat)
+        del x_hat
 
         for _ in range(max(0, cond.timing.warmup - 1)):
-            codec.encode(x)
-            codec.decode(bits)
+            _call("encode", codec.encode, x)
+            _call("decode", codec.decode, bits)
         reps = cond.timing.repeats
-        with memory.CpuPeak() as enc_mem:
-            enc_times, _ = timing.time_cpu(lambda: codec.encode(x), reps)
-        with memory.CpuPeak() as dec_mem:
-            dec_times, _ = timing.time_cpu(lambda: codec.decode(bits), reps)
+        # Only the call is inside the timed region; each part's peak RSS is reset just before its runs.
+        with memory.CpuPeak(baseline_mib) as enc_mem:
+            enc_times, _ = timing.time_cpu(lambda: _call("encode", codec.encode, x), reps)
+        with memory.CpuPeak(baseline_mib) as dec_mem:
+            dec_times, _ = timing.time_cpu(lambda: _call("decode", codec.decode, bits), reps)
 
+    w, h = img.width, img.height
     return ImageResult(
         name=img.name, width=img.width, height=img.height, bytes=len(bits),
         bpp=8.0 * len(bits) / (img.width * img.height), psnr_rgb=psnr,
         counts={"encoder": enc_count.to_dict(), "decoder": dec_count.to_dict()},
-        timing={"cpu": {"encode": timing.summarize(enc_times).to_dict(),
-                        "decode": timing.summarize(dec_times).to_dict()}},
+        timing={"cpu": {"encode": timing.summarize(enc_times).to_dict(w, h),
+                        "decode": timing.summarize(dec_times).to_dict(w, h)}},
         memory={"cpu": {"encode": enc_mem.result.to_dict(), "decode": dec_mem.result.to_dict()}},
     )
 
 
-def _measure_cuda(build, rate, images: list[TestImage], cond: TestConditions, results: list[ImageResult]) -> None:
-    """GPU time and memory per image, on a codec built for the CUDA device."""
-    device = torch.device("cuda")
-    torch.backends.cudnn.benchmark = cond.timing.cudnn_benchmark
-    torch.backends.cuda.matmul.allow_tf32 = cond.timing.allow_tf32
-    torch.backends.cudnn.allow_tf32 = cond.timing.allow_tf32
+def _measure_cuda(build, rate, images: list[TestImage], cond: TestConditions, results: list[ImageResult],
+                  rate_result: RateResult | None = None) -> None:
+    """GPU time and memory per image, on a codec built for the CUDA device.
+
+    Per image: one untimed encode and decode (first warm-up), the remaining warm-ups, then `repeats`
+    event-timed calls per part with the allocator's peak reset before each part, and NVML's device-level
+    used memory after each part. With `timing.min_gpu_memory`, the minimum allocator limit of each part
+    on the largest image is found by bisection (memory.min_cuda_memory).
+    """
+    device = torch.device("cuda", torch.cuda.current_device())
+    settings = timing.gpu_settings(cond.timing.cudnn_benchmark, cond.timing.allow_tf32)
     codec = _call("build", build, rate, device)
+    torch.cuda.synchronize(device)
+    model_mib = torch.cuda.memory_allocated(device) / memory.MIB
+    nvml_index = memory.nvml_index(device.index, os.environ.get("CUDA_VISIBLE_DEVICES"))
     with torch.no_grad():
         for img, res in zip(images, results):
             x = img.tensor(device)
             bits = _check_bitstream(_call("encode", codec.encode, x))
-            codec.decode(bits)
+            _call("decode", codec.decode, bits)
             for _ in range(max(0, cond.timing.warmup - 1)):
-                codec.encode(x)
-                codec.decode(bits)
-            memory.cuda_peak_begin(device)
-            enc_times, _ = timing.time_cuda(lambda: codec.encode(x), cond.timing.repeats)
-            enc_mem = memory.cuda_peak_end(device)
-            memory.cuda_peak_begin(device)
-            dec_times, _ = timing.time_cuda(lambda: codec.decode(bits), cond.timing.repeats)
-            dec_mem = memory.cuda_peak_end(device)
-            nvml = memory.nvml_device_used_mib(torch.cuda.current_device())
-            if nvml:
-                enc_mem["nvml_used_mib"] = dec_mem["nvml_used_mib"] = nvml["used_mib"]
-            res.timing["cuda"] = {"encode": timing.summarize(enc_times).to_dict(),
-                                  "decode": timing.summarize(dec_times).to_dict()}
-            res.memory["cuda"] = {"encode": enc_mem, "decode": dec_mem}
+                _call("encode", codec.encode, x)
+                _call("decode", codec.decode, bits)
+            w, h = img.width, img.height
+            step_mem = {}
+            step_times = {}
+            for step, fn in (("encode", lambda: _call("encode", codec.encode, x)),
+                             ("decode", lambda: _call("decode", codec.decode, bits))):
+                memory.cuda_peak_begin(device)
+                times, _ = timing.time_cuda(fn, cond.timing.repeats)
+                mem = memory.cuda_peak_end(device)
+                mem["model_allocated_mib"] = model_mib
+                nvml = memory.nvml_device_used_mib(nvml_index)
+                mem["nvml_used_mib"] = nvml["used_mib"] if nvml else None
+                step_mem[step] = mem
+                step_times[step] = timing.summarize(times).to_dict(w, h)
+            res.timing["cuda"] = step_times
+            res.memory["cuda"] = step_mem
+        if rate_result is not None:
+            rate_result.environment["gpu_settings"] = settings
+            if cond.timing.min_gpu_memory:
+                _min_gpu_memory(codec, images, results, device, rate_result)
+
+
+def _min_gpu_memory(codec, images: list[TestImage], results: list[ImageResult], device, rate_result: RateResult) -> None:
+    """Bisection on the allocator limit for encode and decode of the largest image: the JPEG AI figure."""
+    k = max(range(len(images)), key=lambda i: images[i].width * images[i].height)
+    img = images[k]
+    x = img.tensor(device)
+    bits = _check_bitstream(_call("encode", codec.encode, x))
+    out = {}
+    for step, fn in (("encode", lambda: _call("encode", codec.encode, x)),
+                     ("decode", lambda: _call("decode", codec.decode, bits))):
+        peak = int(results[k].memory["cuda"][step]["max_allocated_mib"] * memory.MIB)
+        out[step] = {"image": img.name, **memory.min_cuda_memory(fn, device, peak)}
+    rate_result.memory.setdefault("cuda", {})["min"] = out
+
+
+def _warm_suite() -> None:
+    """Pay the suite's own one-time costs before the worker's memory baseline is taken.
+
+    The first dispatch-mode count imports sympy/mpmath and more (~170 MiB of RSS measured on torch
+    2.14): that is the suite's, not the codec's, and must not show up as memory the decoder needs.
+    """
+    with torch.no_grad():
+        count_call(lambda: torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 3, 3)) + 1,
+                   roots={}, root_name="warm-up")
+
+
+def _summarize_rate(result: RateResult) -> None:
+    """Per rate point (= per model): timing statistics over its images, and memory peaks (max over images)."""
+    for dev in ("cpu", "cuda"):
+        for step in ("encode", "decode"):
+            per_image = [(i.timing[dev][step], i.width, i.height) for i in result.images
+                         if i.timing.get(dev, {}).get(step)]
+            if per_image and len(per_image) == len(result.images):
+                result.timing.setdefault(dev, {})[step] = timing.rate_point_stats(per_image)
+            peaks = [i.memory[dev][step] for i in result.images if i.memory.get(dev, {}).get(step)]
+            if peaks:
+                keys = [k for k, v in peaks[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                summary = {k: max(p[k] for p in peaks if p.get(k) is not None) for k in keys
+                           if any(p.get(k) is not None for p in peaks)}
+                result.memory.setdefault(dev, {})[step] = summary
 
 
 def run_job(job: dict) -> RateResult:
@@ -140,8 +207,14 @@ def run_job(job: dict) -> RateResult:
                               "sha256": hashlib.sha256(rate.weights.read_bytes()).hexdigest(), "source": "file"}
         images = load_images(cond.images)
         _emit(event="start", images=len(images))
+        _warm_suite()
+        modules_before = set(sys.modules)
         build = load_entry(sub)
         codec = _call("build", build, rate, torch.device("cpu"))
+        gc.collect()
+        baseline_mib = memory.rss_mib()   # the worker once the model is loaded: CPU peaks are also given above it
+        result.environment = worker_environment(modules_before, set(sys.modules))
+        result.worker["model_loaded_rss_mib"] = baseline_mib
         problems = check_codec(codec)
         if problems:
             raise SubmissionError("build", "build() did not return a codec: " + "; ".join(problems))
@@ -154,7 +227,7 @@ def run_job(job: dict) -> RateResult:
 
         for n, img in enumerate(images):
             _emit(event="image", name=img.name, n=n)
-            result.images.append(_measure_image(codec, img, cond, devices))
+            result.images.append(_measure_image(codec, img, cond, devices, baseline_mib))
 
         # Counting at the resolutions of profile.toml (worst-case decoder) and the cross-check against
         # other counters: profiler/counting/meta.py and crosscheck.py.
@@ -167,19 +240,20 @@ def run_job(job: dict) -> RateResult:
         measure_interop(codec, build, rate, images, cond, devices, result)
 
         if "cuda" not in devices:
-            result.not_measured["gpu"] = "not requested (--device cpu)"
+            result.not_measured["gpu"] = "not requested: --device cpu"
         elif not torch.cuda.is_available():
             result.not_measured["gpu"] = "no CUDA device"
         else:
             _emit(event="cuda")
-            _measure_cuda(build, rate, images, cond, result.images)
+            _measure_cuda(build, rate, images, cond, result.images, result)
+        _summarize_rate(result)
     except SubmissionError as exc:
         result.status = "failed"
         result.error = {"stage": exc.stage, "message": str(exc), "traceback": exc.traceback_text, "kind": "submission"}
     except InputError as exc:
         result.status = "failed"
         result.error = {"stage": "input", "message": str(exc), "traceback": "", "kind": "input"}
-    result.worker = {"peak_rss_mib": memory.peak_rss_mib()}
+    result.worker.update({"peak_rss_mib": memory.peak_rss_mib(), "pid": os.getpid()})
     return result
 
 

@@ -28,7 +28,7 @@ def render(report: Report, console: Console | None = None) -> None:
         cells = []
         for c in SHOWN:
             v = row[c]
-            text = "n/m" if v == table.NOT_MEASURED else table.fmt(v, c)
+            text = "n/m" if table.is_not_measured(v) else table.fmt(v, c)
             if c == "status" and v != "ok":
                 text = f"[red]{text}[/red]"
             cells.append(text)

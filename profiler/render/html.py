@@ -41,7 +41,7 @@ def verdict_class(verdict: str) -> str:
 
 
 def cell(value, column: str = "") -> str:
-    if value is None or value == table.NOT_MEASURED:
+    if value is None or table.is_not_measured(value):
         return '<td class="nm">n/m</td>'
     num = isinstance(value, (int, float)) and not isinstance(value, bool)
     return f'<td{" class=num" if num else ""}>{escape(table.fmt(value, column))}</td>'
@@ -85,7 +85,7 @@ def report_plots(report: Report) -> list[str]:
     figs = []
 
     def series(col):
-        return [(row["target_bpp"], None if row[col] == table.NOT_MEASURED else row[col]) for row in rows]
+        return [(row["target_bpp"], None if table.is_not_measured(row[col]) else row[col]) for row in rows]
 
     figs.append(figure(plots.lines({"encoder": series("kmac_px_encoder"), "decoder": series("kmac_px_decoder")},
                                    "target bpp", "kMAC/px", "kMAC/px per part per rate point"),
@@ -137,7 +137,7 @@ def render(report: Report) -> str:
     parts.append("<h2>Standard table</h2>")
     parts.append("<div style='overflow-x:auto'>" + html_table(table.COLUMNS[2:], table.rows(report)) + "</div>")
     s = table.summary(report)
-    parts.append(kv_table({k: (None if v == table.NOT_MEASURED else v) for k, v in s.items()}))
+    parts.append(kv_table({k: (None if table.is_not_measured(v) else v) for k, v in s.items()}))
     at = (report.summary or {}).get("kmac_px_decoder_worst_at")
     if at:
         where = at.get("image") or f"{at.get('width')}×{at.get('height')} ({at.get('source')})"

@@ -13,7 +13,7 @@ from . import table
 
 
 def _null(v):
-    return None if v == table.NOT_MEASURED else v
+    return None if table.is_not_measured(v) else v
 
 
 def to_dict(report: Report) -> dict:

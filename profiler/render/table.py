@@ -22,6 +22,18 @@ def _or_nm(value):
     return NOT_MEASURED if value is None else value
 
 
+def _gpu_or_nm(value, r: RateResult):
+    """A GPU figure, or "not measured (<why>)", e.g. "not measured (no CUDA device)"."""
+    if value is not None:
+        return value
+    reason = r.not_measured.get("gpu")
+    return f"{NOT_MEASURED} ({reason})" if reason else NOT_MEASURED
+
+
+def is_not_measured(value) -> bool:
+    return isinstance(value, str) and value.startswith(NOT_MEASURED)
+
+
 def rate_row(report: Report, r: RateResult) -> dict:
     p = r.params or {}
     imgs = r.images
@@ -39,10 +51,10 @@ def rate_row(report: Report, r: RateResult) -> dict:
         "kmac_px_decoder": _or_nm(r.kmac_px_max("decoder")),
         "enc_cpu_s": _or_nm(r.median_time("cpu", "encode")),
         "dec_cpu_s": _or_nm(r.median_time("cpu", "decode")),
-        "enc_gpu_s": _or_nm(r.median_time("cuda", "encode")),
-        "dec_gpu_s": _or_nm(r.median_time("cuda", "decode")),
-        "gpu_mem_enc_mib": _or_nm(r.peak_memory("cuda", "encode", "max_allocated_mib")),
-        "gpu_mem_dec_mib": _or_nm(r.peak_memory("cuda", "decode", "max_allocated_mib")),
+        "enc_gpu_s": _gpu_or_nm(r.median_time("cuda", "encode"), r),
+        "dec_gpu_s": _gpu_or_nm(r.median_time("cuda", "decode"), r),
+        "gpu_mem_enc_mib": _gpu_or_nm(r.peak_memory("cuda", "encode", "max_allocated_mib"), r),
+        "gpu_mem_dec_mib": _gpu_or_nm(r.peak_memory("cuda", "decode", "max_allocated_mib"), r),
         "cpu_mem_enc_mib": _or_nm(r.peak_memory("cpu", "encode", "peak_mib")),
         "cpu_mem_dec_mib": _or_nm(r.peak_memory("cpu", "decode", "peak_mib")),
         "precision_encoder": report.submission["precision"].get("encoder"),

@@ -14,7 +14,7 @@ COLUMNS = [c for c in table.COLUMNS if c not in ("proponent", "codec")]
 
 
 def _cell(value, column: str) -> str:
-    if value == table.NOT_MEASURED:
+    if table.is_not_measured(value):
         return "n/m"
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)          # no thousands separators in a machine-readable table

@@ -1,0 +1,78 @@
+"""The environment fingerprint: its fields, torch's build summary parsed, and the packages the
+submission imported, found in the worker."""
+
+from importlib import metadata
+
+import pytest
+import torch
+
+from profiler import runner
+from profiler.conditions import CountingSpec, ImageSpec, TestConditions, TimingSpec
+from profiler.environment import distributions_of, fingerprint, merge_worker, parse_torch_config
+from profiler.submission import files_hash, load_submission
+
+from conftest import CODECS
+
+CONFIG_SAMPLE = """PyTorch built with:
+  - GCC 13.3
+  - Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build 20240605 for Intel(R) 64 architecture applications
+  - Intel(R) MKL-DNN v3.12.0 (Git Hash 80afa71049cd69a3df32adcccb623b12cd7baa22)
+  - OpenMP 201511 (a.k.a. OpenMP 4.5)
+  - CPU capability usage: AVX512
+  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release, CUDA_VERSION=13.0, CUDNN_VERSION=9.24.0, CXX_COMPILER=/x
+"""
+
+
+def test_parse_torch_config():
+    assert parse_torch_config(CONFIG_SAMPLE) == {"mkl": "2024.2-Product", "onednn": "3.12.0", "openmp": "201511",
+                                                 "cpu_capability": "AVX512", "blas": "mkl", "cuda": "13.0",
+                                                 "cudnn": "9.24.0"}
+    assert parse_torch_config("PyTorch built with:\n  - GCC 9\n")["onednn"] is None
+
+
+def test_fingerprint_fields():
+    env = fingerprint("ab" * 32, threads=1)
+    for key in ("cpu_model", "cpu_count", "os", "python", "torch", "torch_build", "threads_configured",
+                "cuda_available", "gpu_name", "nvidia_driver", "packages", "submission_files_sha256"):
+        assert key in env, key
+    assert env["cpu_count"] >= 1 and env["threads_configured"] == 1
+    assert env["torch"] == torch.__version__ and env["packages"]["torch"] == metadata.version("torch")
+    assert env["torch_build"]["variant"] == ("CUDA" if torch.version.cuda else "CPU")
+    assert env["torch_build"]["mkldnn_available"] == torch.backends.mkldnn.is_available()
+    assert env["submission_files_sha256"] == "ab" * 32
+    if not torch.cuda.is_available():
+        assert env["gpu_name"] is None and env["gpus"] == [] and env["nvidia_driver"] is None
+
+
+def test_report_fingerprint_carries_the_submission_hash(tiny_dir):
+    sub = load_submission(tiny_dir)
+    cond = TestConditions()
+    rep = runner.new_report(sub, cond, {})
+    assert rep.environment["submission_files_sha256"] == files_hash(tiny_dir) == rep.submission["files_sha256"]
+    assert rep.environment["threads_configured"] == cond.timing.threads
+
+
+def test_distributions_of_leaves_out_stdlib_and_unknown():
+    found = distributions_of({"yaml", "json", "no_such_module_xyz"})
+    assert found == {"PyYAML": metadata.version("PyYAML")}
+
+
+def test_merge_worker_unions_packages_and_threads():
+    env = {}
+    merge_worker(env, {"torch_threads": 1, "submission_imported": {"compressai": "1.2.8"}})
+    merge_worker(env, {"torch_threads": 1, "submission_imported": {"PyYAML": "6.0"}})
+    merge_worker(env, None)
+    assert env == {"packages_submission": {"compressai": "1.2.8", "PyYAML": "6.0"}, "threads_used": [1]}
+
+
+@pytest.mark.slow
+def test_worker_records_what_the_submission_imported(tmp_path):
+    """tests/codecs/leaky imports PyYAML, which the suite has not imported when the codec is built."""
+    sub = load_submission(CODECS / "leaky")
+    cond = TestConditions(images=ImageSpec(builtin=("chelsea",)), counting=CountingSpec(resolutions=()),
+                          timing=TimingSpec(repeats=1, warmup=1, devices=("cpu",)))
+    report = runner.profile(sub, cond, tmp_path, [0], ["cpu"])
+    assert report.rates[0].ok, report.rates[0].error
+    assert report.rates[0].environment["submission_imported"] == {"PyYAML": metadata.version("PyYAML")}
+    assert report.environment["packages_submission"] == {"PyYAML": metadata.version("PyYAML")}
+    assert report.environment["threads_used"] == [1]

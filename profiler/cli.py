@@ -150,6 +150,16 @@ def cmd_profile(argv: list[str]) -> int:
     return EXIT_OK if all(r.ok for r in report.rates) else EXIT_FAILED
 
 
+def cmd_zoo(argv: list[str]) -> int:
+    """`jpegai-profile --zoo ARCH [--quality Q] …`: a CompressAI model without a manifest (profiler/zoo.py)."""
+    from .zoo import cmd_zoo as run
+
+    return run(argv)
+
+
+SUBCOMMANDS["--zoo"] = cmd_zoo
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv

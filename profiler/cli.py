@@ -163,6 +163,16 @@ def cmd_aggregate(argv: list[str]) -> int:
 SUBCOMMANDS["aggregate"] = cmd_aggregate
 
 
+def cmd_zoo(argv: list[str]) -> int:
+    """`jpegai-profile --zoo ARCH [--quality Q] …`: a CompressAI model without a manifest (profiler/zoo.py)."""
+    from .zoo import cmd_zoo as run
+
+    return run(argv)
+
+
+SUBCOMMANDS["--zoo"] = cmd_zoo
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv

@@ -322,10 +322,13 @@ def load_weights(path: Path, manifest: Path | None = None, fieldname: str = "wei
         text = str(exc)
         msg = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
         unsafe = re.search(r"GLOBAL ([\w.]+)", text)
-        if unsafe or "weights_only" in text or "Unsupported global" in text:
-            what = f"it calls {unsafe.group(1)}" if unsafe else "it needs arbitrary objects"
-            msg = (f"refused: {what}, which could run code when unpickled (it was not run); "
+        stopped = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        if unsafe:
+            msg = (f"refused: it calls {unsafe.group(1)}, which could run code when unpickled (it was not run); "
                    "save a dict of tensors, e.g. with safetensors")
+        elif stopped:
+            msg = (f"not a valid torch.save file of tensors (the safe unpickler stopped at: "
+                   f"{stopped.group(1).strip()}; nothing in it was run)")
         elif path.suffix == ".safetensors":
             msg = f"not a valid safetensors file ({msg})"
         else:

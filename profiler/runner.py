@@ -278,7 +278,8 @@ def _first_difference(old, new, prefix: str = "") -> str | None:
                 return diff
         return None
     if old != new:
-        return f"{prefix.rstrip('.')}: {old!r} → {new!r}"
+        where = f"{prefix.rstrip('.')}: " if prefix else ""
+        return f"{where}{old!r} → {new!r}"
     return None
 
 

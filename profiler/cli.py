@@ -55,6 +55,13 @@ def profile_parser() -> argparse.ArgumentParser:
                    help="find each model's minimum GPU memory by bisection (CUDA only; see profile.toml)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: one rate point, one image, one timed repeat")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="wall-clock limit per rate point's worker, seconds (overrides worker.timeout_s)")
+    p.add_argument("--memory-limit", type=int, default=None, metavar="MIB",
+                   help="memory limit per worker, MiB (overrides worker.memory_limit_mib)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the report in --out: skip rate points already measured (only when the "
+                        "submission's files and the test conditions are unchanged)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -77,6 +84,16 @@ def _apply_overrides(cond, args):
         timing = dataclasses.replace(timing, threads=args.threads)
     if getattr(args, "min_gpu_memory", False):
         timing = dataclasses.replace(timing, min_gpu_memory=True)
+    worker = cond.worker
+    if getattr(args, "timeout", None) is not None:
+        if not args.timeout > 0 or args.timeout == float("inf"):
+            raise InputError("command line", "--timeout", f"expected a positive number of seconds, got {args.timeout:g}")
+        worker = dataclasses.replace(worker, timeout_s=args.timeout)
+    if getattr(args, "memory_limit", None) is not None:
+        if args.memory_limit < 1:
+            raise InputError("command line", "--memory-limit", f"expected a positive number of MiB, got {args.memory_limit}")
+        worker = dataclasses.replace(worker, memory_limit_mib=args.memory_limit)
+    cond = dataclasses.replace(cond, worker=worker)
     images = cond.images
     if args.images is not None:
         if args.images != "builtin":
@@ -127,6 +144,8 @@ def cmd_profile(argv: list[str]) -> int:
     cond = _apply_overrides(load_conditions(args.config), args)
     rate_indices = _select_rates(sub, args)
     out_dir = args.out or Path("reports") / sub.codec
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("command line", "--out", f"{out_dir} exists and is not a folder")
     devices = _devices(args.device)
     # Logs and CI are not terminals: give the standard table room instead of rich's 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -144,14 +163,22 @@ def cmd_profile(argv: list[str]) -> int:
                 bar.update(task, description=f"{sub.codec} @ {info['rate']:g} bpp: GPU")
             elif kind == "rate_done":
                 bar.advance(task)
+            elif kind == "resume":
+                print(f"jpegai-profile: {info['message']}", file=sys.stderr)
 
         report = profile(sub, cond, out_dir, rate_indices, devices, progress,
                          options={"quick": args.quick, "rates": [sub.rates[i].target_bpp for i in range(len(sub.rates))
-                                                                 if sub.rates[i].index in rate_indices]})
+                                                                 if sub.rates[i].index in rate_indices]},
+                         resume=args.resume)
     console_render.render(report, console)
     written = write_all(report, out_dir)
     console.print("wrote " + ", ".join(str(p) for p in written))
-    return EXIT_OK if all(r.ok for r in report.rates) else EXIT_FAILED
+    failed = [r for r in report.rates if not r.ok]
+    for r in failed:  # what failed, on stderr too: batch logs keep it apart from the table
+        err = r.error or {}
+        print(f"jpegai-profile: rate {r.target_bpp:g} bpp failed ({err.get('kind', 'unknown')}): "
+              f"{(err.get('message') or 'unknown error').splitlines()[0]} — details in {out_dir / 'report.json'}", file=sys.stderr)
+    return EXIT_OK if not failed else EXIT_FAILED
 
 
 def cmd_aggregate(argv: list[str]) -> int:

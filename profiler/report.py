@@ -50,7 +50,8 @@ class RateResult:
     index: int
     target_bpp: float
     status: str = "ok"                    # "ok" or "failed"
-    error: dict | None = None             # {"stage", "message", "traceback", "stderr_tail"}
+    error: dict | None = None             # {"stage", "message", "traceback", "stderr_tail", "kind"}
+                                          # kind: submission, input, memory, timeout, crash, suite
     params: dict | None = None            # ModelParams as a dict
     weights: dict = field(default_factory=dict)     # {"file", "sha256", "source"}
     precision: dict = field(default_factory=dict)   # {"declared": {...}, "weights_dtypes": {...}}
@@ -114,6 +115,9 @@ class Report:
     summary: dict = field(default_factory=dict)
     compliance: dict | None = None
     not_measured: dict[str, str] = field(default_factory=dict)
+    # How the profile ran (profiler/runner.py): state "running" until the last rate point is written, then
+    # "complete"; the seed the workers used; planned and resumed rates; the worker limits.
+    run: dict = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
     tool: dict = field(default_factory=lambda: {"name": "jpegai-profile", "version": __version__})
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))

@@ -6,13 +6,16 @@ error is an `InputError` naming the manifest and the field.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
+import math
 import importlib
 import importlib.util
 import re
 import sys
 import traceback
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +33,13 @@ ENTRY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za
 
 # Modules of the suite itself that a manifest may name as its entry (adapters for other libraries).
 SUITE_ENTRY_PREFIX = "profiler.adapters."
+
+# Fields a manifest may hold. Anything else is refused: a typo ("verison", "[[rate]]") would otherwise be
+# silently ignored. Extend these sets when the format grows.
+MANIFEST_TABLES = {"submission", "precision", "rates"}
+SUBMISSION_FIELDS = {"proponent", "codec", "version", "entry"}
+RATE_FIELDS = {"target_bpp", "weights", "options"}
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 
 
 @dataclass(frozen=True)
@@ -94,16 +104,22 @@ def _inside(directory: Path, rel: str, manifest: Path, fieldname: str) -> Path:
     return resolved
 
 
-def load_submission(directory: Path | str) -> Submission:
-    """Read and validate `directory/submission.toml`."""
+def load_submission(directory: Path | str, check_weights: bool = True) -> Submission:
+    """Read and validate `directory/submission.toml`, without running any of the submission's code.
+
+    The entry module must exist and define its callable (read with `ast`, never imported); with
+    `check_weights`, every weights file is loaded once the safe way (see `load_weights`) and dropped.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError(directory, None, "submission directory not found")
     directory = directory.resolve()
     manifest = directory / MANIFEST
     doc = read_toml(manifest)
+    _refuse_unknown(doc, MANIFEST_TABLES, manifest, "")
 
     sub = get(doc, "submission", dict, manifest, "submission")
+    _refuse_unknown(sub, SUBMISSION_FIELDS, manifest, "submission.")
     proponent = get(sub, "proponent", str, manifest, "submission.proponent").strip()
     if not proponent:
         raise InputError(manifest, "submission.proponent", "must not be empty")
@@ -136,8 +152,8 @@ def load_submission(directory: Path | str) -> Submission:
         if not isinstance(r, dict):
             raise InputError(manifest, where, "expected a table ([[rates]])")
         target = get(r, "target_bpp", float, manifest, f"{where}.target_bpp")
-        if not target > 0:
-            raise InputError(manifest, f"{where}.target_bpp", f"must be positive, got {target!r}")
+        if not (target > 0 and math.isfinite(target)):
+            raise InputError(manifest, f"{where}.target_bpp", f"must be a positive finite number of bpp, got {target!r}")
         if target in seen:
             raise InputError(manifest, f"{where}.target_bpp", f"duplicate target rate {target}")
         seen.add(target)
@@ -147,34 +163,101 @@ def load_submission(directory: Path | str) -> Submission:
             weights = _inside(directory, rel, manifest, f"{where}.weights")
             if not weights.is_file():
                 raise InputError(manifest, f"{where}.weights", f"file {rel!r} not found")
-            if weights.suffix not in (".safetensors", ".pt", ".pth"):
+            if weights.suffix not in WEIGHT_SUFFIXES:
                 raise InputError(manifest, f"{where}.weights",
                                  f"expected a .safetensors, .pt or .pth file, got {rel!r}")
         options = get(r, "options", dict, manifest, f"{where}.options", {})
-        unknown = set(r) - {"target_bpp", "weights", "options"}
-        if unknown:
-            raise InputError(manifest, f"{where}.{sorted(unknown)[0]}", "unknown field")
+        _refuse_unknown(r, RATE_FIELDS, manifest, f"{where}.")
         rates.append(RatePoint(index=i, target_bpp=float(target), weights=weights, options=dict(options)))
 
     sub_obj = Submission(directory=directory, manifest=manifest, proponent=proponent, codec=codec,
                          version=version, entry=entry, precision=precision,
                          rates=tuple(sorted(rates, key=lambda x: x.target_bpp)))
     _check_entry_exists(sub_obj)
+    if check_weights:
+        # Every weights file is opened now, in the parent, before any rate point runs: a missing, corrupt
+        # or malicious file costs one line and exit 2, not a failed worker minutes later.
+        for r in sub_obj.rates:
+            if r.weights is not None:
+                check_weights_file(r.weights, manifest, f"rates[{r.index}].weights")
     return sub_obj
 
 
+def _refuse_unknown(table: dict, allowed: set[str], manifest: Path, prefix: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise InputError(manifest, f"{prefix}{unknown[0]}",
+                         f"unknown field (expected one of {', '.join(sorted(allowed))})")
+
+
 def _check_entry_exists(sub: Submission) -> None:
-    """The entry module must be a file in the directory (or a suite adapter); checked without importing."""
+    """The entry module must be a file in the directory (or a suite adapter) that defines the callable.
+
+    Checked by parsing the module with `ast`, never by importing it: nothing of the submission runs in
+    the parent process.
+    """
     mod = sub.entry_module
     if mod.startswith(SUITE_ENTRY_PREFIX):
-        if importlib.util.find_spec(mod.split(".")[0]) is None:
-            raise InputError(sub.manifest, "submission.entry", f"module {mod!r} not found")
+        # The suite's own adapters are trusted code: import them to check the callable.
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError:
+            raise InputError(sub.manifest, "submission.entry", f"module {mod!r} not found") from None
+        except Exception as exc:  # an adapter whose library is missing or broken (e.g. compressai)
+            raise InputError(sub.manifest, "submission.entry",
+                             f"module {mod!r} cannot be imported ({type(exc).__name__}: {exc})") from None
+        if not callable(getattr(module, sub.entry_callable, None)):
+            raise InputError(sub.manifest, "submission.entry", f"module {mod!r} has no callable {sub.entry_callable!r}")
         return
     path = sub.directory.joinpath(*mod.split(".")).with_suffix(".py")
     pkg = sub.directory.joinpath(*mod.split("."), "__init__.py")
-    if not path.is_file() and not pkg.is_file():
+    source_file = path if path.is_file() else pkg if pkg.is_file() else None
+    if source_file is None:
         raise InputError(sub.manifest, "submission.entry",
                          f"module {mod!r} not found in the submission directory (expected {path.name})")
+    if not source_file.resolve().is_relative_to(sub.directory):
+        raise InputError(sub.manifest, "submission.entry",
+                         f"module {mod!r} is a link to a file outside the submission directory")
+    rel = source_file.relative_to(sub.directory)
+    try:
+        tree = ast.parse(source_file.read_bytes(), filename=str(rel))
+    except SyntaxError as exc:
+        raise InputError(sub.manifest, "submission.entry",
+                         f"{rel} line {exc.lineno}: not valid Python ({exc.msg})") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(sub.manifest, "submission.entry", f"{rel} cannot be read ({exc})") from None
+    names, star_import = _top_level_names(tree)
+    if sub.entry_callable not in names and not star_import:
+        raise InputError(sub.manifest, "submission.entry",
+                         f"{rel} defines no {sub.entry_callable!r} (expected a function build(rate, device))")
+
+
+def _top_level_names(tree: ast.Module) -> tuple[set[str], bool]:
+    """Names bound at module level (def, class, assignment, import), and whether a `*` import may add more."""
+    names: set[str] = set()
+    star = False
+    # Module-level `if`/`try` blocks (optional imports) bind names too.
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    star = True
+                else:
+                    names.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            for block in ("body", "orelse", "finalbody"):
+                stack.extend(getattr(node, block, []))
+            for handler in getattr(node, "handlers", []):
+                stack.extend(handler.body)
+    return names, star
 
 
 def load_entry(sub: Submission) -> Callable[..., Any]:
@@ -203,30 +286,68 @@ def load_entry(sub: Submission) -> Callable[..., Any]:
     return fn
 
 
-def load_weights(path: Path, manifest: Path | None = None, fieldname: str = "weights") -> dict:
+def load_weights(path: Path, manifest: Path | None = None, fieldname: str = "weights", mmap: bool = False) -> dict:
     """Load a weights file without executing any code from it.
 
-    safetensors is read as is; .pt/.pth go through `torch.load(weights_only=True)`, which refuses any
-    pickle that needs arbitrary objects (and so never runs their code).
+    safetensors is read as is; .pt/.pth go through `torch.load(weights_only=True)`, whose unpickler
+    only rebuilds tensors and plain containers and refuses any other global (`os.system`, a class of
+    the submission) *before* calling it: a malicious pickle is refused, never run. The result must be a
+    dict of tensors (a checkpoint's `{"state_dict": {...}}` is unwrapped). With `mmap` (validation only),
+    zip-format .pt files are mapped rather than read and a safetensors file's header and layout are
+    checked without reading its tensors (an empty dict is returned for it).
     """
     import torch
 
+    where = manifest or path
+    if path.stat().st_size == 0:
+        raise InputError(where, fieldname, f"{path.name} is empty")
     try:
+        if path.suffix == ".safetensors" and mmap:
+            from safetensors import safe_open
+
+            # Opening checks the header and that every tensor's bytes lie inside the file; get_slice
+            # reads each tensor's dtype and shape without reading its data.
+            with safe_open(str(path), framework="pt") as fh:
+                for key in fh.keys():
+                    fh.get_slice(key).get_shape()
+            return {}
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            return load_file(str(path))
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            obj = load_file(str(path))
+        else:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True,
+                             mmap=mmap and zipfile.is_zipfile(path))
     except Exception as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            msg = "refused: the pickle needs arbitrary code to load (only tensors and plain containers are allowed)"
-        raise InputError(manifest or path, fieldname, f"cannot load {path.name}: {msg}") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        text = str(exc)
+        msg = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+        unsafe = re.search(r"GLOBAL ([\w.]+)", text)
+        stopped = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        if unsafe:
+            msg = (f"refused: it calls {unsafe.group(1)}, which could run code when unpickled (it was not run); "
+                   "save a dict of tensors, e.g. with safetensors")
+        elif stopped:
+            msg = (f"not a valid torch.save file of tensors (the safe unpickler stopped at: "
+                   f"{stopped.group(1).strip()}; nothing in it was run)")
+        elif path.suffix == ".safetensors":
+            msg = f"not a valid safetensors file ({msg})"
+        else:
+            msg = f"not a valid torch.save file ({msg})"
+        raise InputError(where, fieldname, f"cannot load {path.name}: {msg}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise InputError(manifest or path, fieldname, f"{path.name} does not hold a dict of tensors")
+        raise InputError(where, fieldname, f"{path.name} holds a {type(obj).__name__}, expected a dict of tensors")
+    for key, value in obj.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise InputError(where, fieldname, f"{path.name}: entry {key!r} is a {type(value).__name__}, "
+                                               "expected a dict of tensors only")
     return obj
+
+
+def check_weights_file(path: Path, manifest: Path, fieldname: str) -> None:
+    """Validate a weights file the way the worker will load it, then drop it (zip .pt files are mapped)."""
+    load_weights(path, manifest, fieldname, mmap=True)
 
 
 def with_weights(rate: RatePoint, manifest: Path) -> RatePoint:

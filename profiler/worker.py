@@ -15,12 +15,14 @@ import gc
 import hashlib
 import os
 import json
+import random
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import memory, timing
@@ -191,13 +193,44 @@ def _summarize_rate(result: RateResult) -> None:
                 result.memory.setdefault(dev, {})[step] = summary
 
 
+_ALLOCATION_FAILURES = ("can't allocate memory", "Cannot allocate memory", "MemoryError", "std::bad_alloc",
+                        "out of memory")
+
+
+def _is_allocation_failure(message: str) -> bool:
+    return any(s in message for s in _ALLOCATION_FAILURES)
+
+
+def _classify(exc: BaseException, tb_text: str, submission_dir: Path, memory_limit_mib: int) -> dict:
+    """The error record of an exception that escaped the measurement: the submission's when its code is
+    on the stack, a memory failure when an allocation failed, otherwise the suite's."""
+    message = f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    in_submission = any(Path(f.filename).resolve().is_relative_to(submission_dir) for f in frames)
+    if isinstance(exc, SystemExit):
+        return {"stage": "submission code", "message": f"the submission called sys.exit({exc.code!r})",
+                "traceback": tb_text, "kind": "submission"}
+    if isinstance(exc, MemoryError) or _is_allocation_failure(message):
+        return {"stage": "memory", "message": f"out of memory under the worker's limit of {memory_limit_mib} MiB: "
+                                              f"{message}", "traceback": tb_text, "kind": "memory"}
+    if in_submission:
+        return {"stage": "submission code", "message": message, "traceback": tb_text, "kind": "submission"}
+    return {"stage": "suite", "message": f"internal error of jpegai-profile (please report it): {message}",
+            "traceback": tb_text, "kind": "suite"}
+
+
 def run_job(job: dict) -> RateResult:
     cond = TestConditions.from_dict(job["conditions"])
     devices = list(job.get("devices", cond.timing.devices))
     torch.set_num_threads(cond.timing.threads)
-    torch.manual_seed(int(job.get("seed", 0)))
+    seed = int(job.get("seed", 0))
+    # Every generator a submission may draw from, so reruns give bit-identical counts and bitstreams.
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
-    sub = load_submission(job["submission"])
+    # The parent validated the manifest and the weights before starting any worker.
+    sub = load_submission(job["submission"], check_weights=False)
     rate = next(r for r in sub.rates if r.index == job["rate_index"])
     result = RateResult(index=rate.index, target_bpp=rate.target_bpp, threads=torch.get_num_threads())
     try:
@@ -250,9 +283,17 @@ def run_job(job: dict) -> RateResult:
     except SubmissionError as exc:
         result.status = "failed"
         result.error = {"stage": exc.stage, "message": str(exc), "traceback": exc.traceback_text, "kind": "submission"}
+        if _is_allocation_failure(str(exc)):
+            result.error["kind"] = "memory"
+            result.error["message"] = f"out of memory under the worker's limit of {cond.worker.memory_limit_mib} MiB: {exc}"
     except InputError as exc:
         result.status = "failed"
         result.error = {"stage": "input", "message": str(exc), "traceback": "", "kind": "input"}
+    except (Exception, SystemExit) as exc:
+        # Raised outside _call (a measurement step calling the codec, or the suite itself): whose it is
+        # is read from the traceback, so a suite bug is never blamed on the submission or vice versa.
+        result.status = "failed"
+        result.error = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
     result.worker.update({"peak_rss_mib": memory.peak_rss_mib(), "pid": os.getpid()})
     return result
 

@@ -45,14 +45,16 @@ def test_rate_points_of_the_one_liner():
 
 def test_written_manifest_is_a_valid_submission(tmp_path):
     weights = tmp_path / "bmshj2018-hyperprior-2-e8.pth.tar"   # CompressAI's checkpoint naming
-    weights.write_bytes(b"not read here")
+    import torch
+
+    torch.save({"w": torch.zeros(2)}, weights)   # a safe, loadable file: the manifest loader opens it
     d = write_submission(tmp_path / "sub", "bmshj2018-hyperprior", "2", "ms-ssim", weights)
     sub = load_submission(d)
     assert sub.codec == "bmshj2018-hyperprior" and sub.entry == "profiler.adapters.compressai:build"
     assert [(r.target_bpp, r.options) for r in sub.rates] == [
         (0.25, {"arch": "bmshj2018-hyperprior", "quality": 2, "metric": "ms-ssim"})]
     assert sub.rates[0].weights == (d / "weights" / "q2.pth").resolve()
-    assert sub.rates[0].weights.read_bytes() == b"not read here"
+    assert sub.rates[0].weights.read_bytes() == weights.read_bytes()
 
 
 @pytest.mark.parametrize("args, field, message", [

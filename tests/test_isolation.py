@@ -1,0 +1,186 @@
+"""Worker isolation and limits (profiler/runner.py).
+
+Fast tests run small plain-Python children through `run_limited` (no torch: a fraction of a second
+each). The slow tests profile the misbehaving fixture codecs end to end: in each, one rate point
+raises, aborts, hangs or over-allocates, and the other rate point still completes.
+"""
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from profiler.runner import failure_reason, run_limited
+
+from conftest import CODECS, run_cli
+
+
+def _script(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "child.py"
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def _run(tmp_path, body, timeout_s=30.0, memory_limit_mib=4096, rlimit_data=True):
+    return run_limited(_script(tmp_path, body), [], timeout_s=timeout_s, memory_limit_mib=memory_limit_mib,
+                       rlimit_data=rlimit_data, cwd=tmp_path)
+
+
+def test_clean_exit_and_stderr_tail(tmp_path):
+    ex = _run(tmp_path, """
+        import sys
+        for i in range(100):
+            print(f"line {i}", file=sys.stderr)
+    """)
+    assert ex.returncode == 0 and not ex.timed_out and ex.memory_exceeded_mib is None
+    # Only the last 40 lines are kept.
+    assert ex.stderr_tail.splitlines() == [f"line {i}" for i in range(60, 100)]
+
+
+def test_segfault_recorded_with_python_stack(tmp_path):
+    ex = _run(tmp_path, """
+        import ctypes
+        def deep_in_the_codec():
+            ctypes.string_at(0)          # reads address 0: SIGSEGV
+        deep_in_the_codec()
+    """)
+    assert ex.returncode == -11
+    # -X faulthandler: the Python stack of the crash is in the tail.
+    assert "Segmentation fault" in ex.stderr_tail and "deep_in_the_codec" in ex.stderr_tail
+    kind, reason = failure_reason(ex, "image coffee")
+    assert kind == "crash" and reason == "worker crashed during image coffee: SIGSEGV (segmentation fault)"
+
+
+def test_abort_recorded(tmp_path):
+    ex = _run(tmp_path, "import os\nos.abort()\n")
+    assert ex.returncode == -6
+    assert failure_reason(ex, None) == ("crash", "worker crashed before the submission was loaded: SIGABRT (abort)")
+
+
+def test_hang_is_killed_at_the_timeout(tmp_path):
+    ex = _run(tmp_path, """
+        import time, sys
+        print("started", file=sys.stderr, flush=True)
+        time.sleep(600)
+    """, timeout_s=1.5)
+    assert ex.timed_out and ex.returncode == -9
+    assert 1.5 <= ex.wall_s < 10
+    assert ex.stderr_tail == "started"
+    assert failure_reason(ex, "image chelsea")[0] == "timeout"
+    assert "timed out after 1.5 s during image chelsea" in failure_reason(ex, "image chelsea")[1]
+
+
+def test_rss_watchdog_kills_memory_rlimit_data_does_not_count(tmp_path):
+    # Shared anonymous memory is not counted by RLIMIT_DATA; the resident-set watchdog catches it.
+    ex = _run(tmp_path, """
+        import mmap, time
+        m = mmap.mmap(-1, 400 * 1024 * 1024, flags=mmap.MAP_SHARED)
+        for off in range(0, len(m), 4096):
+            m[off] = 1
+        time.sleep(30)
+    """, memory_limit_mib=150)
+    assert ex.memory_exceeded_mib is not None and ex.memory_exceeded_mib > 150
+    assert ex.returncode == -9 and not ex.timed_out and ex.wall_s < 20
+    kind, reason = failure_reason(ex, "build")
+    assert kind == "memory" and "> 150 MiB" in reason and "during build" in reason
+
+
+def test_rlimit_data_fails_the_allocation_inside_the_child(tmp_path):
+    ex = _run(tmp_path, """
+        try:
+            block = bytearray(600 * 1024 * 1024)
+        except MemoryError:
+            raise SystemExit(42)
+    """, memory_limit_mib=300)
+    assert ex.returncode == 42 and ex.memory_exceeded_mib is None
+    assert ex.limits["memory_enforced_by"] == ["RLIMIT_DATA", "RSS watchdog"]
+
+
+def test_children_of_the_worker_are_killed_with_it(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    ex = _run(tmp_path, f"""
+        import subprocess, sys, time
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        open({str(pidfile)!r}, "w").write(str(p.pid))
+        time.sleep(600)
+    """, timeout_s=2)
+    assert ex.timed_out
+    import psutil
+
+    pid = int(pidfile.read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+# -- end to end: one rate point misbehaves, the other completes ------------------------------------------
+
+CONFIG = """
+[images]
+builtin = ["chelsea"]
+[counting]
+resolutions = []
+[timing]
+warmup = 1
+repeats = 1
+"""
+
+
+def _profile(tmp_path, fixture, *extra):
+    config = tmp_path / "profile.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "out"
+    proc = run_cli(str(CODECS / fixture), "--config", str(config), "--out", str(out), "--device", "cpu", *extra)
+    report = json.loads((out / "report.json").read_text())
+    return proc, report
+
+
+def _check_one_failed(proc, report, kind):
+    assert proc.returncode == 1, proc.stderr
+    good, bad = report["rates"]
+    assert good["target_bpp"] == 0.5 and good["status"] == "ok" and good["error"] is None
+    # The good rate point is fully measured: the tiny codec's hand-counted parameters (tests/test_params.py).
+    assert good["params"]["encoder"] == 136 and good["params"]["decoder"] == 300
+    assert [i["name"] for i in good["images"]] == ["chelsea"]
+    assert bad["target_bpp"] == 1.0 and bad["status"] == "failed" and bad["error"]["kind"] == kind
+    assert report["run"]["state"] == "complete"
+    assert report["summary"]["rate_points"] == 2 and report["summary"]["rate_points_ok"] == 1
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("jpegai-profile: rate")]
+    assert len(lines) == 1 and lines[0].startswith(f"jpegai-profile: rate 1 bpp failed ({kind}): ")
+    return bad["error"]
+
+
+@pytest.mark.slow
+def test_codec_that_raises(tmp_path):
+    proc, report = _profile(tmp_path, "raises")
+    err = _check_one_failed(proc, report, "submission")
+    assert err["stage"] == "encode" and "KeyError: 17" in err["message"]
+    # The submission's traceback, down to its own frame.
+    assert "_entropy_model_lookup" in err["traceback"] and "raises/codec.py" in err["traceback"]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_codec_that_aborts(tmp_path):
+    proc, report = _profile(tmp_path, "aborts")
+    err = _check_one_failed(proc, report, "crash")
+    assert err["message"] == "worker crashed during image chelsea: SIGABRT (abort)"
+    assert "native entropy coder failed an assertion" in err["stderr_tail"]
+    assert "Fatal Python error: Aborted" in err["stderr_tail"]
+
+
+@pytest.mark.slow
+def test_codec_that_hangs(tmp_path):
+    proc, report = _profile(tmp_path, "hangs", "--timeout", "40")
+    err = _check_one_failed(proc, report, "timeout")
+    assert err["message"].startswith("timed out after 40 s during image chelsea")
+    assert 40 <= report["rates"][1]["worker"]["wall_s"] < 70
+    assert report["run"]["limits"]["timeout_s"] == 40
+
+
+@pytest.mark.slow
+def test_codec_that_overallocates(tmp_path):
+    proc, report = _profile(tmp_path, "overallocates", "--memory-limit", "3072")
+    err = _check_one_failed(proc, report, "memory")
+    assert "3072 MiB" in err["message"] and "can't allocate memory" in err["message"]
+    assert report["rates"][1]["worker"]["limits"]["memory_limit_mib"] == 3072

@@ -1,0 +1,193 @@
+"""Nothing measured is lost: the report after each rate point, SIGKILL at any time, --resume.
+
+Fast tests drive `runner.resumable` with hand-built reports; the slow test kills a real profile of the
+tiny codec with SIGKILL after its first rate point and resumes it.
+"""
+
+import csv
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from profiler.conditions import TestConditions, WorkerSpec
+from profiler.report import RateResult, Report
+from profiler.runner import resumable
+
+from conftest import CODECS, ROOT, run_cli
+
+ENV = {"cpu_model": "Test CPU", "cpu_count": 2, "python": "3.11.9", "torch": "2.14.1", "cuda_available": False,
+       "gpu_name": None}
+
+
+def _report(sha="abc", cond=None, rates=(), devices=("cpu",), env=ENV) -> Report:
+    cond = cond or TestConditions()
+    sub = {"codec": "tiny", "proponent": "Test Lab", "files_sha256": sha,
+           "rates": [{"index": 0, "target_bpp": 0.5}, {"index": 1, "target_bpp": 1.0}, {"index": 2, "target_bpp": 2.0}]}
+    return Report(submission=sub, conditions=json.loads(json.dumps(cond.to_dict())), environment=dict(env),
+                  options={"devices": list(devices)}, rates=list(rates))
+
+
+def _saved(tmp_path, report: Report) -> Path:
+    path = tmp_path / "report.json"
+    report.write(path)
+    return path
+
+
+OK0 = RateResult(index=0, target_bpp=0.5)
+FAILED1 = RateResult(index=1, target_bpp=1.0, status="failed", error={"kind": "timeout", "message": "timed out"})
+
+
+def test_keeps_finished_rate_points_and_reruns_failed(tmp_path):
+    path = _saved(tmp_path, _report(rates=[OK0, FAILED1]))
+    done, notice = resumable(path, _report(), [0, 1, 2])
+    assert list(done) == [0] and done[0].target_bpp == 0.5 and done[0].ok
+    assert notice == (f"resuming {path}: 1 rate point(s) done (0.5 bpp), 2 to run "
+                      "(failed before, run again: 1 bpp)")
+
+
+def test_only_selected_rates_are_kept(tmp_path):
+    path = _saved(tmp_path, _report(rates=[OK0]))
+    done, notice = resumable(path, _report(), [1, 2])
+    assert done == {} and notice == f"resuming {path}: 0 rate point(s) done, 2 to run"
+
+
+def test_changed_files_start_over(tmp_path):
+    path = _saved(tmp_path, _report(sha="abc", rates=[OK0]))
+    done, notice = resumable(path, _report(sha="def"), [0, 1, 2])
+    assert done == {}
+    assert notice == f"not resuming: the submission's files changed since {path} was written; starting over"
+
+
+def test_changed_conditions_start_over_naming_the_field(tmp_path):
+    path = _saved(tmp_path, _report(rates=[OK0]))
+    fresh = _report(cond=TestConditions(worker=WorkerSpec(timeout_s=60.0)))
+    done, notice = resumable(path, fresh, [0, 1, 2])
+    assert done == {}
+    assert notice == "not resuming: the test conditions changed (worker.timeout_s: 1800.0 → 60.0); starting over"
+
+
+def test_conditions_read_from_another_path_are_the_same_conditions(tmp_path):
+    path = _saved(tmp_path, _report(cond=TestConditions(source="/a/profile.toml"), rates=[OK0]))
+    done, _ = resumable(path, _report(cond=TestConditions(source="/b/profile.toml")), [0])
+    assert list(done) == [0]
+
+
+def test_changed_devices_or_machine_start_over(tmp_path):
+    path = _saved(tmp_path, _report(rates=[OK0]))
+    assert resumable(path, _report(devices=("cpu", "cuda")), [0])[1] == (
+        "not resuming: the devices changed (['cpu'] → ['cpu', 'cuda']); starting over")
+    assert resumable(path, _report(env={**ENV, "torch": "2.13.0"}), [0])[1] == (
+        "not resuming: the machine or software changed (torch: '2.14.1' → '2.13.0'); starting over")
+
+
+def test_missing_or_broken_report(tmp_path):
+    path = tmp_path / "report.json"
+    assert resumable(path, _report(), [0]) == ({}, f"nothing to resume at {path}: starting a new profile")
+    path.write_text('{"rates": [')
+    done, notice = resumable(path, _report(), [0])
+    assert done == {} and notice.startswith(f"not resuming: {path}: not a readable report") and "starting over" in notice
+
+
+# -- SIGKILL mid-run, then --resume ----------------------------------------------------------------------
+
+MANIFEST = """
+[submission]
+proponent = "Test Lab"
+codec = "tiny"
+entry = "codec:build"
+
+[precision]
+encoder = "float32"
+decoder = "float32"
+
+[[rates]]
+target_bpp = 0.5
+options = { gain = 4.0 }
+
+[[rates]]
+target_bpp = 1.0
+options = { gain = 16.0 }
+
+[[rates]]
+target_bpp = 2.0
+options = { gain = 64.0 }
+"""
+
+CONFIG = """
+[images]
+builtin = ["chelsea", "coffee"]
+[counting]
+resolutions = []
+[timing]
+repeats = 1
+"""
+
+# Measured figures that differ from run to run by nature; everything else must be identical.
+VARYING = {"enc_cpu_s", "dec_cpu_s", "cpu_mem_enc_mib", "cpu_mem_dec_mib"}
+
+
+def _table(out: Path) -> list[dict]:
+    rows = list(csv.DictReader((out / "table.csv").read_text().split("\n\n")[0].splitlines()))
+    return [{k: v for k, v in r.items() if k not in VARYING} for r in rows]
+
+
+def _counts(out: Path) -> list:
+    rep = json.loads((out / "report.json").read_text())
+    return [(r["target_bpp"], r["params"], r["weights"], [(i["name"], i["bytes"], i["counts"]) for i in r["images"]])
+            for r in rep["rates"]]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path):
+    sub = tmp_path / "tiny3"
+    sub.mkdir()
+    shutil.copy(CODECS / "tiny" / "codec.py", sub / "codec.py")
+    (sub / "submission.toml").write_text(MANIFEST)
+    config = tmp_path / "profile.toml"
+    config.write_text(CONFIG)
+    common = [str(sub), "--config", str(config), "--device", "cpu"]
+
+    whole = tmp_path / "whole"
+    proc = run_cli(*common, "--out", str(whole))
+    assert proc.returncode == 0, proc.stderr
+
+    part = tmp_path / "part"
+    victim = subprocess.Popen([sys.executable, "-m", "profiler", *common, "--out", str(part)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    report_path = part / "report.json"
+    deadline = time.monotonic() + 300
+    seen = None
+    while time.monotonic() < deadline and victim.poll() is None:
+        if report_path.is_file():
+            seen = json.loads(report_path.read_text())   # always whole JSON: written by rename
+            if len(seen["rates"]) >= 1:
+                break
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    # What the kill left: a valid report of the first rate point, marked as not finished.
+    left = json.loads(report_path.read_text())
+    assert left["run"]["state"] == "running" and left["run"]["seed"] == 0
+    assert [(r["target_bpp"], r["status"]) for r in left["rates"]] == [(0.5, "ok")]
+    assert not (part / "table.csv").exists()
+
+    resumed = run_cli(*common, "--out", str(part), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"jpegai-profile: resuming {report_path}: 1 rate point(s) done (0.5 bpp), 2 to run" in resumed.stderr
+    final = json.loads(report_path.read_text())
+    assert final["run"]["state"] == "complete" and final["run"]["resumed_rates"] == [0.5]
+    # The first rate point was kept as measured, not run again.
+    assert final["rates"][0]["worker"]["wall_s"] == left["rates"][0]["worker"]["wall_s"]
+
+    # Same table as the uninterrupted run, apart from timings and memory; counts, parameters and
+    # bitstream sizes bit-identical.
+    assert _table(part) == _table(whole)
+    assert [r["target_bpp"] for r in _table(whole)] == ["0.5", "1.0", "2.0"]
+    assert _counts(part) == _counts(whole)

@@ -112,6 +112,7 @@ def cmd_profile(argv: list[str]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from .compliance import evaluate
     from .conditions import load_conditions
     from .render import console as console_render
     from .render import write_all
@@ -144,10 +145,16 @@ def cmd_profile(argv: list[str]) -> int:
         report = profile(sub, cond, out_dir, rate_indices, devices, progress,
                          options={"quick": args.quick, "rates": [sub.rates[i].target_bpp for i in range(len(sub.rates))
                                                                  if sub.rates[i].index in rate_indices]})
+    report.compliance = evaluate(report, cond)
     console_render.render(report, console)
     written = write_all(report, out_dir)
     console.print("wrote " + ", ".join(str(p) for p in written))
     return EXIT_OK if all(r.ok for r in report.rates) else EXIT_FAILED
+
+
+from .checkcmd import cmd_check  # noqa: E402  (the `check` subcommand, profiler/checkcmd.py)
+
+SUBCOMMANDS["check"] = cmd_check
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,7 @@ class RateResult:
     resolutions: list[dict] = field(default_factory=list)   # counts at profile.toml resolutions
     not_measured: dict[str, str] = field(default_factory=dict)
     worker: dict = field(default_factory=dict)              # pid, wall time, peak RSS of the worker
+    interop: dict = field(default_factory=dict)             # device interoperability (profiler/interop.py)
 
     @property
     def ok(self) -> bool:

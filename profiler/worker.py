@@ -31,7 +31,8 @@ from .errors import InputError, SubmissionError
 from .images import TestImage, load_images
 from .interop import measure_interop
 from .params import count_model
-from .quality import psnr_rgb
+from .precision import check_codec_precision
+from .quality import image_quality, psnr_rgb
 from .report import ImageResult, RateResult
 from .submission import load_entry, load_submission, with_weights
 
@@ -92,6 +93,7 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, devices: list[st
         timing={"cpu": {"encode": timing.summarize(enc_times).to_dict(),
                         "decode": timing.summarize(dec_times).to_dict()}},
         memory={"cpu": {"encode": enc_mem.result.to_dict(), "decode": dec_mem.result.to_dict()}},
+        quality=image_quality(x, x_hat),
     )
 
 
@@ -150,7 +152,8 @@ def run_job(job: dict) -> RateResult:
                               "source": str(getattr(codec, "weights_source", "none named in the manifest"))}
         params = count_model(codec.encoder, codec.decoder)
         result.params = dataclasses.asdict(params)
-        result.precision = {"declared": dict(sub.precision), "weights_dtypes": params.dtypes}
+        result.precision = {"declared": dict(sub.precision), "weights_dtypes": params.dtypes,
+                            "offending": check_codec_precision(codec, sub.precision)}
 
         for n, img in enumerate(images):
             _emit(event="image", name=img.name, n=n)

@@ -167,6 +167,11 @@ def check_rate_overshoot(report: Report, cond: TestConditions, rule: dict) -> Fi
         measured += f"; {len(over)} image(s) over the limit"
         fix = ("lower the rate of the " + ", ".join(f"{t:g}" for t in rates)
                + " bpp point(s) (a coarser quantiser or a model trained for a lower rate)")
+        untrained = sorted({r.target_bpp for r in ok if r.target_bpp in rates
+                            and "random" in str((r.weights or {}).get("source", "")).lower()})
+        if untrained:
+            fix += ("; the weights of " + ", ".join(f"{t:g}" for t in untrained)
+                    + " bpp are a random initialisation: train the model (rates of untrained weights are meaningless)")
         return Finding(False, measured, limit, fix, details=details)
     return Finding(True, measured, limit, details=details)
 

@@ -116,6 +116,10 @@ def test_rate_overshoot_reports_the_worst_image():
     assert only_failing(rep) == ["rates.overshoot"]
     r = next(r for r in assess(rep, COND).rules if r.id == "rates.overshoot")
     assert "img at 0.5 bpp: 0.5600 bpp (+12.0 %)" in r.measured and "0.5 bpp" in r.fix
+    assert "random initialisation" not in r.fix
+    rep.rates[1].weights = {"file": None, "sha256": None, "source": "random initialisation (no trained weights)"}
+    r = next(r for r in assess(rep, COND).rules if r.id == "rates.overshoot")
+    assert "the weights of 0.5 bpp are a random initialisation: train the model" in r.fix
     rep.rates[1].images[0].bpp = 0.55                      # exactly at the limit passes
     assert statuses(rep)["rates.overshoot"] == "pass"
 

@@ -133,6 +133,7 @@ def cmd_profile(argv: list[str]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from .compliance import evaluate
     from .conditions import load_conditions
     from .render import console as console_render
     from .render import write_all
@@ -170,6 +171,7 @@ def cmd_profile(argv: list[str]) -> int:
                          options={"quick": args.quick, "rates": [sub.rates[i].target_bpp for i in range(len(sub.rates))
                                                                  if sub.rates[i].index in rate_indices]},
                          resume=args.resume)
+    report.compliance = evaluate(report, cond)
     console_render.render(report, console)
     written = write_all(report, out_dir)
     console.print("wrote " + ", ".join(str(p) for p in written))
@@ -198,6 +200,11 @@ def cmd_zoo(argv: list[str]) -> int:
 
 
 SUBCOMMANDS["--zoo"] = cmd_zoo
+
+
+from .checkcmd import cmd_check  # noqa: E402  (the `check` subcommand, profiler/checkcmd.py)
+
+SUBCOMMANDS["check"] = cmd_check
 
 
 def main(argv: list[str] | None = None) -> int:

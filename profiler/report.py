@@ -66,6 +66,7 @@ class RateResult:
     memory: dict = field(default_factory=dict)
     # Where this rate point was measured: threads in use, what the submission imported (environment.py).
     environment: dict = field(default_factory=dict)
+    interop: dict = field(default_factory=dict)             # device interoperability (profiler/interop.py)
 
     @property
     def ok(self) -> bool:

@@ -36,7 +36,8 @@ from .errors import InputError, SubmissionError
 from .images import TestImage, load_images
 from .interop import measure_interop
 from .params import count_model
-from .quality import psnr_rgb
+from .precision import check_codec_precision
+from .quality import image_quality, psnr_rgb
 from .report import ImageResult, RateResult
 from .submission import load_entry, load_submission, with_weights
 
@@ -85,7 +86,8 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, devices: list[st
                                       roots={"decoder": codec.decoder}, root_name="decoder")
         x_hat = _check_decoded(x_hat, x)
         psnr = psnr_rgb(x, x_hat)
-        del x_hat
+        quality = image_quality(x, x_hat)
+        del x_hat   # not held during the memory peaks below
 
         for _ in range(max(0, cond.timing.warmup - 1)):
             _call("encode", codec.encode, x)
@@ -105,6 +107,7 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, devices: list[st
         timing={"cpu": {"encode": timing.summarize(enc_times).to_dict(w, h),
                         "decode": timing.summarize(dec_times).to_dict(w, h)}},
         memory={"cpu": {"encode": enc_mem.result.to_dict(), "decode": dec_mem.result.to_dict()}},
+        quality=quality,
     )
 
 
@@ -256,7 +259,8 @@ def run_job(job: dict) -> RateResult:
                               "source": str(getattr(codec, "weights_source", "none named in the manifest"))}
         params = count_model(codec.encoder, codec.decoder)
         result.params = dataclasses.asdict(params)
-        result.precision = {"declared": dict(sub.precision), "weights_dtypes": params.dtypes}
+        result.precision = {"declared": dict(sub.precision), "weights_dtypes": params.dtypes,
+                            "offending": check_codec_precision(codec, sub.precision)}
 
         for n, img in enumerate(images):
             _emit(event="image", name=img.name, n=n)

@@ -1,0 +1,490 @@
+"""The rules engine: a Report and the `[[rules]]` of profile.toml → a compliance verdict.
+
+A rule is a table in profile.toml:
+
+    [[rules]]
+    id = "rates.overshoot"            # shown to the user, unique
+    check = "rate_overshoot"          # which registered check evaluates it (CHECKS below)
+    level = "mandatory"               # or "recommended"
+    limit = 0.10                      # the check's threshold, where it has one
+    description = "…"
+
+Each check is a plain function `(report, cond, rule) -> Finding`, registered in `CHECKS`. The engine turns
+a Finding into a `RuleResult` with one of four statuses: `pass`; `fail` (a mandatory rule not met);
+`warn` (a recommended rule not met); `not measured` (with the reason). The verdict is `pass` when every
+mandatory rule passes, `fail` when a mandatory rule fails, `incomplete` when none fails but a mandatory
+rule could not be measured. Measuring never happens here: only the Report is read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from .conditions import DEFAULT_CONFIG, TestConditions
+from .errors import InputError
+from .precision import KNOWN_FORMS, parse_precision
+from .quality import bd_rate
+from .report import RateResult, Report
+
+PASS, FAIL, WARN, NOT_MEASURED = "pass", "fail", "warn", "not measured"
+LEVELS = ("mandatory", "recommended")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a check found: met (True/False) or None when it could not be measured (then `reason`)."""
+
+    met: bool | None
+    measured: str = ""
+    limit: str = ""
+    fix: str = ""
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    id: str
+    description: str
+    level: str
+    status: str
+    measured: str
+    limit: str
+    fix: str
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str                      # "pass", "fail" or "incomplete"
+    rules: tuple[RuleResult, ...]
+    rules_source: str
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == PASS
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "rules_source": self.rules_source,
+                "rules": [asdict(r) for r in self.rules]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Verdict":
+        return cls(d["verdict"], tuple(RuleResult(**r) for r in d["rules"]), d.get("rules_source", ""))
+
+
+Check = Callable[[Report, TestConditions, dict], Finding]
+CHECKS: dict[str, Check] = {}
+
+
+def check(name: str) -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        CHECKS[name] = fn
+        return fn
+    return register
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+def _same_rate(a: float, b: float) -> bool:
+    return abs(a - b) < 1e-9
+
+
+def _ok_rates(report: Report) -> list[RateResult]:
+    return [r for r in report.rates if r.ok]
+
+
+def _join(items: list[str], n: int = 4) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _no_rates() -> Finding:
+    return Finding(None, reason="no rate point was measured")
+
+
+# -- checks ----------------------------------------------------------------------------------------------
+
+@check("rate_points")
+def check_rate_points(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """Every mandatory target rate has a rate point in the manifest, and it was profiled without error."""
+    targets = [float(t) for t in rule.get("rates", cond.target_rates)]
+    declared = [float(r["target_bpp"]) for r in report.submission.get("rates", [])]
+    by_rate = {r.target_bpp: r for r in report.rates}
+    missing = [t for t in targets if not any(_same_rate(t, d) for d in declared)]
+    failed, unprofiled = [], []
+    for t in targets:
+        if t in missing:
+            continue
+        r = next((r for rt, r in by_rate.items() if _same_rate(rt, t)), None)
+        if r is None:
+            unprofiled.append(t)
+        elif not r.ok:
+            failed.append((t, (r.error or {}).get("message", "unknown error")))
+    have = len(targets) - len(missing)
+    measured = f"{have} of {len(targets)} target rates have a rate point"
+    limit = "all of " + ", ".join(f"{t:g}" for t in targets) + " bpp"
+    if missing or failed:
+        fixes = []
+        if missing:
+            measured += "; missing " + ", ".join(f"{t:g}" for t in missing)
+            fixes.append("add a [[rates]] table with target_bpp = " + ", ".join(f"{t:g}" for t in missing))
+        if failed:
+            measured += "; failed " + "; ".join(f"{t:g} bpp ({msg})" for t, msg in failed)
+            fixes.append("fix the error of the rate point(s) " + ", ".join(f"{t:g}" for t, _ in failed))
+        return Finding(False, measured, limit, "; ".join(fixes),
+                       details={"missing": missing, "failed": [t for t, _ in failed]})
+    if unprofiled:
+        return Finding(None, measured, limit, reason="not profiled in this run: "
+                       + ", ".join(f"{t:g}" for t in unprofiled) + " bpp")
+    return Finding(True, measured, limit)
+
+
+@check("rate_overshoot")
+def check_rate_overshoot(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """For every rate point and image: actual bpp ≤ target × (1 + limit); the worst image is reported."""
+    overshoot = float(rule.get("limit", cond.max_rate_overshoot))
+    ok = _ok_rates(report)
+    if not ok or not any(r.images for r in ok):
+        return _no_rates()
+    worst = None
+    over = []
+    for r in ok:
+        for img in r.images:
+            ratio = img.bpp / r.target_bpp
+            if worst is None or ratio > worst[0]:
+                worst = (ratio, r.target_bpp, img.name, img.bpp)
+            if img.bpp > r.target_bpp * (1 + overshoot) * (1 + 1e-12):
+                over.append((r.target_bpp, img.name, img.bpp))
+    ratio, target, name, bpp = worst
+    measured = f"worst: {name} at {target:g} bpp: {bpp:.4f} bpp ({(ratio - 1) * 100:+.1f} %)"
+    limit = f"bpp ≤ target × {1 + overshoot:.2f}"
+    details = {"worst": {"target_bpp": target, "image": name, "bpp": bpp, "ratio": ratio},
+               "over": [{"target_bpp": t, "image": n, "bpp": b} for t, n, b in over]}
+    if over:
+        rates = sorted({t for t, _, _ in over})
+        measured += f"; {len(over)} image(s) over the limit"
+        fix = ("lower the rate of the " + ", ".join(f"{t:g}" for t in rates)
+               + " bpp point(s) (a coarser quantiser or a model trained for a lower rate)")
+        untrained = sorted({r.target_bpp for r in ok if r.target_bpp in rates
+                            and "random" in str((r.weights or {}).get("source", "")).lower()})
+        if untrained:
+            fix += ("; the weights of " + ", ".join(f"{t:g}" for t in untrained)
+                    + " bpp are a random initialisation: train the model (rates of untrained weights are meaningless)")
+        return Finding(False, measured, limit, fix, details=details)
+    return Finding(True, measured, limit, details=details)
+
+
+@check("precision_declared")
+def check_precision_declared(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """Each part declares its precision in a known form, with its number of bits."""
+    declared = report.submission.get("precision", {}) or {}
+    bad = []
+    for part in ("encoder", "decoder"):
+        value = declared.get(part)
+        if value is None or parse_precision(str(value)) is None:
+            bad.append(f"{part} = {value!r}")
+    measured = ", ".join(f"{p}: {declared.get(p)}" for p in ("encoder", "decoder"))
+    if bad:
+        return Finding(False, measured, KNOWN_FORMS,
+                       "declare [precision] " + "; ".join(bad) + f" as one of {KNOWN_FORMS}")
+    return Finding(True, measured, KNOWN_FORMS)
+
+
+@check("precision_weights")
+def check_precision_weights(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """The parameters the codec holds are representable in the declared precision (names the offenders)."""
+    ok = _ok_rates(report)
+    if not ok:
+        return _no_rates()
+    declared = report.submission.get("precision", {}) or {}
+    problems: dict[str, dict] = {}
+    unchecked = []
+    for r in ok:
+        offending = (r.precision or {}).get("offending")
+        if offending is None:
+            unchecked.append(r.target_bpp)
+            continue
+        for part, found in offending.items():
+            if found.get("error"):
+                problems.setdefault(part, {"count": 0, "numel": 0, "names": [], "error": found["error"]})
+                continue
+            if found.get("count"):
+                p = problems.setdefault(part, {"count": 0, "numel": 0, "names": [], "rates": []})
+                p["count"] = max(p["count"], found["count"])
+                p["numel"] = max(p["numel"], found["numel"])
+                p.setdefault("rates", []).append(r.target_bpp)
+                for o in found["parameters"]:
+                    label = f"{o['name']} ({o['dtype']}, {o['numel']})"
+                    if label not in p["names"]:
+                        p["names"].append(label)
+    limit = "every parameter representable in the declared precision"
+    if problems:
+        parts = []
+        for part, p in problems.items():
+            if p.get("error"):
+                parts.append(f"{part}: {p['error']}")
+            else:
+                parts.append(f"{part} declared {declared.get(part)}: {p['count']} parameter(s), {p['numel']:,} "
+                             f"values are not: {_join(p['names'])}")
+        fix = ("declare the precision the parameters really have (e.g. " +
+               ", ".join(sorted({o.split('(')[1].split(',')[0] for p in problems.values() for o in p['names']}))
+               + "), or convert the parameters to the declared precision")
+        return Finding(False, "; ".join(parts), limit, fix, details={"offending": problems})
+    if unchecked:
+        return Finding(None, limit=limit, reason="the report has no parameter check for "
+                       + ", ".join(f"{t:g}" for t in unchecked) + " bpp (made by an older version)")
+    return Finding(True, "encoder " + str(declared.get("encoder")) + ", decoder " + str(declared.get("decoder"))
+                   + ": all parameters consistent", limit)
+
+
+@check("runtime")
+def check_runtime(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """Encode and decode time measured on `device` for every rate point (median over images)."""
+    device = rule.get("device", "cpu")
+    ok = _ok_rates(report)
+    if not ok:
+        return _no_rates()
+    missing, reasons, enc, dec = [], set(), [], []
+    for r in ok:
+        e, d = r.median_time(device, "encode"), r.median_time(device, "decode")
+        if e is None or d is None:
+            missing.append(r.target_bpp)
+            key = "gpu" if device == "cuda" else device
+            reasons.add(r.not_measured.get(key, f"no {device} timing in the report"))
+        else:
+            enc.append(e)
+            dec.append(d)
+    limit = f"encode and decode time on {device} for every rate point"
+    measured = (f"encode {min(enc):.4g}–{max(enc):.4g} s, decode {min(dec):.4g}–{max(dec):.4g} s "
+                f"(median per image) over {len(enc)} rate point(s)") if enc else ""
+    if missing:
+        # Missing because the machine has no such device: not measured. Otherwise the run failed to time it.
+        if device == "cuda" and all("no CUDA" in x or "not requested" in x for x in reasons):
+            return Finding(None, measured, limit, reason="; ".join(sorted(reasons)))
+        return Finding(False, measured, limit, f"make encode/decode complete on {device} at "
+                       + ", ".join(f"{t:g}" for t in missing) + " bpp (" + "; ".join(sorted(reasons)) + ")")
+    return Finding(True, measured, limit)
+
+
+@check("params_reported")
+def check_params_reported(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """Parameters of the largest model and the total over rate points reported (optionally ≤ limit)."""
+    s = report.summary or report.compute_summary()
+    largest, total = s.get("params_largest_model"), s.get("params_total")
+    max_params = rule.get("limit")
+    limit = "reported" + (f", largest model ≤ {int(max_params):,}" if max_params is not None else "")
+    if largest is None or total is None:
+        return Finding(None, limit=limit, reason="no rate point reported its parameters")
+    measured = f"largest model {largest:,} (at {s.get('params_largest_model_rate')} bpp), total {total:,}"
+    if max_params is not None and largest > max_params:
+        return Finding(False, measured, limit, "reduce the parameters of the largest model")
+    return Finding(True, measured, limit)
+
+
+@check("decoder_kmac_reported")
+def check_decoder_kmac(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """Worst-case decoder kMAC/px reported (optionally ≤ limit); incomplete counts are named."""
+    s = report.summary or report.compute_summary()
+    worst = s.get("kmac_px_decoder_worst")
+    max_kmac = rule.get("limit")
+    limit = "reported" + (f", ≤ {float(max_kmac):g} kMAC/px" if max_kmac is not None else "")
+    if worst is None:
+        return Finding(None, limit=limit, reason="no decoder count in the report")
+    at = s.get("kmac_px_decoder_worst_at") or {}
+    where = f"{at.get('image') or ''} {at.get('width')}×{at.get('height')} at {at.get('target_bpp')} bpp".strip()
+    measured = f"{worst:.2f} kMAC/px ({where})"
+    uncounted = sorted({op for r in _ok_rates(report) for img in r.images
+                        for op in (img.counts.get("decoder", {}).get("uncounted") or {})})
+    if uncounted:
+        measured += f"; a lower bound: ops without a formula: {_join(uncounted)}"
+    if max_kmac is not None and worst > float(max_kmac):
+        return Finding(False, measured, limit, "reduce the decoder's complexity")
+    return Finding(True, measured, limit)
+
+
+def _interop_rates(report: Report) -> tuple[list[RateResult], list[str]]:
+    have, reasons = [], []
+    for r in _ok_rates(report):
+        if r.interop.get("images"):
+            have.append(r)
+        else:
+            reasons.append(f"{r.target_bpp:g} bpp: {r.not_measured.get('interop', 'not in the report')}")
+    return have, reasons
+
+
+def _pair_label(rates: list[RateResult]) -> str:
+    pairs = sorted({r.interop.get("pair", "?") + (" (proxy)" if r.interop.get("proxy") else "") for r in rates})
+    return ", ".join(pairs)
+
+
+@check("interop_decode")
+def check_interop_decode(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """Every bitstream encoded on A decodes on B, to the A picture within `limit` 8-bit code values."""
+    tol = int(rule.get("limit", 1))
+    rates, reasons = _interop_rates(report)
+    limit = f"every bitstream decodes on B, |A − B| ≤ {tol} code value(s)"
+    if not rates:
+        return Finding(None, limit=limit, reason="; ".join(reasons) or "no rate point was measured")
+    n, failures, differ, worst = 0, [], [], None
+    for r in rates:
+        for e in r.interop["images"]:
+            if "error_a" in e:
+                continue
+            n += 1
+            where = f"{e['name']} at {r.target_bpp:g} bpp"
+            if "decode_error_b" in e:
+                failures.append(f"{where}: {e['decode_error_b']}")
+                continue
+            if worst is None or e["max_abs_diff"] > worst[0]:
+                worst = (e["max_abs_diff"], e["max_abs_diff_8bit"], where, e["psnr_drop_db"])
+            if e["max_abs_diff_8bit"] > tol:
+                differ.append(f"{where}: PSNR {e['a']['psnr_rgb']:.2f} → {e['b']['psnr_rgb']:.2f} dB "
+                              f"(drop {e['psnr_drop_db']:.2f} dB, max diff {e['max_abs_diff_8bit']})")
+    pair = _pair_label(rates)
+    measured = f"{n} bitstreams, pair {pair}"
+    if worst is not None:
+        measured += f"; largest |A − B| {worst[0]:.3g} ({worst[1]} code values, {worst[2]}, PSNR drop {worst[3]:.3g} dB)"
+    details = {"pair": pair, "failures": failures, "differ": differ, "bitstreams": n}
+    if failures or differ:
+        msg = []
+        if failures:
+            msg.append(f"{len(failures)} failed to decode on B: {_join(failures, 2)}")
+        if differ:
+            msg.append(f"{len(differ)} decode to another picture: {_join(differ, 2)}")
+        fix = ("make decoding independent of float rounding on the device: integer arithmetic for what "
+               "drives the entropy decoder (probabilities, scales, context model), as in Ballé et al. 2019")
+        return Finding(False, measured + "; " + "; ".join(msg), limit, fix, details=details)
+    if reasons:
+        return Finding(None, measured, limit, reason="; ".join(reasons), details=details)
+    return Finding(True, measured, limit, details=details)
+
+
+@check("interop_bdrate")
+def check_interop_bdrate(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """BD-rate of the B-decoded RD curve against the A-decoded one, per image and metric: |BD| < limit %."""
+    max_pct = float(rule.get("limit", 0.5))
+    metrics = list(rule.get("metrics", ["psnr_rgb", "ms_ssim"]))
+    rates, reasons = _interop_rates(report)
+    limit = f"|BD-rate| < {max_pct:g} % ({', '.join(metrics)}, pchip)"
+    if not rates:
+        return Finding(None, limit=limit, reason="; ".join(reasons) or "no rate point was measured")
+    names = []
+    for r in rates:
+        for e in r.interop["images"]:
+            if e["name"] not in names:
+                names.append(e["name"])
+    results, not_computed, worst = [], [], None
+    for name in names:
+        for metric in metrics:
+            pts_a, pts_b, broken = [], [], None
+            for r in sorted(rates, key=lambda r: r.target_bpp):
+                e = next((e for e in r.interop["images"] if e["name"] == name), None)
+                if e is None or "error_a" in e:
+                    continue
+                if "decode_error_b" in e:
+                    broken = f"the {r.target_bpp:g} bpp bitstream failed to decode on B"
+                    break
+                a, b = e["a"].get(metric), e["b"].get(metric)
+                if a is None or b is None:
+                    broken = f"{metric} not defined for {e['width']}×{e['height']}"
+                    break
+                pts_a.append((e["bpp"], a))
+                pts_b.append((e["bpp"], b))
+            if broken is None:
+                bd = bd_rate([p[0] for p in pts_a], [p[1] for p in pts_a], [p[0] for p in pts_b], [p[1] for p in pts_b])
+                if bd.percent is None:
+                    broken = bd.reason
+            if broken is not None:
+                not_computed.append(f"{name}/{metric}: {broken}")
+                continue
+            results.append({"image": name, "metric": metric, "bd_rate_percent": bd.percent})
+            if worst is None or abs(bd.percent) > abs(worst["bd_rate_percent"]):
+                worst = results[-1]
+    pair = _pair_label(rates)
+    details = {"pair": pair, "bd_rates": results, "not_computed": not_computed}
+    measured = f"pair {pair}"
+    if worst is not None:
+        measured += (f"; worst BD-rate {worst['bd_rate_percent']:+.3f} % ({worst['image']}, {worst['metric']}) "
+                     f"over {len(results)} curve(s)")
+    if worst is not None and not abs(worst["bd_rate_percent"]) < max_pct:
+        bad = [x for x in results if not abs(x["bd_rate_percent"]) < max_pct]
+        fix = ("the picture decoded on B costs more bits for the same quality: make the decoder's arithmetic "
+               "device-independent (integer entropy-model networks)")
+        return Finding(False, measured + f"; {len(bad)} curve(s) at or over the limit", limit, fix, details=details)
+    if not_computed:
+        if worst is None:
+            return Finding(None, measured, limit, reason=_join(not_computed, 3), details=details)
+        measured += f"; not computed: {_join(not_computed, 2)}"
+    if worst is None:
+        return Finding(None, measured, limit, reason="no curve", details=details)
+    return Finding(True, measured, limit, details=details)
+
+
+# -- the engine ------------------------------------------------------------------------------------------
+
+def rules_of(cond: TestConditions) -> tuple[tuple[dict, ...], str]:
+    """The rules to apply and where they came from: the conditions' own, else the default profile.toml's."""
+    if cond.rules:
+        return tuple(cond.rules), cond.source or "profile.toml"
+    from .conditions import load_conditions
+
+    return tuple(load_conditions(DEFAULT_CONFIG).rules), f"{DEFAULT_CONFIG} (the conditions name no rules)"
+
+
+def validate_rules(rules: tuple[dict, ...], source: str) -> None:
+    """Every rule names a known check and level and has a unique id; errors name the file and the field."""
+    seen = set()
+    for i, rule in enumerate(rules):
+        where = f"rules[{i}]"
+        rid = rule.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise InputError(source, f"{where}.id", "missing (expected a non-empty string)")
+        if rid in seen:
+            raise InputError(source, f"{where}.id", f"duplicate rule id {rid!r}")
+        seen.add(rid)
+        if rule.get("check") not in CHECKS:
+            raise InputError(source, f"{where}.check",
+                             f"unknown check {rule.get('check')!r} (known: {', '.join(sorted(CHECKS))})")
+        if rule.get("level", "mandatory") not in LEVELS:
+            raise InputError(source, f"{where}.level", f"expected mandatory or recommended, got {rule.get('level')!r}")
+        lim = rule.get("limit")
+        if lim is not None and (isinstance(lim, bool) or not isinstance(lim, (int, float)) or lim < 0
+                                or not math.isfinite(lim)):
+            raise InputError(source, f"{where}.limit", f"expected a non-negative number, got {lim!r}")
+
+
+def _status(level: str, met: bool | None) -> str:
+    if met is None:
+        return NOT_MEASURED
+    if met:
+        return PASS
+    return FAIL if level == "mandatory" else WARN
+
+
+def assess(report: Report, cond: TestConditions) -> Verdict:
+    rules, source = rules_of(cond)
+    validate_rules(rules, source)
+    results = []
+    for rule in rules:
+        level = rule.get("level", "mandatory")
+        f = CHECKS[rule["check"]](report, cond, rule)
+        status = _status(level, f.met)
+        results.append(RuleResult(id=rule["id"], description=rule.get("description", ""), level=level,
+                                  status=status, measured=f.measured if f.met is not None or not f.reason
+                                  else (f.measured + "; " if f.measured else "") + f.reason,
+                                  limit=f.limit, fix=f.fix if status in (FAIL, WARN) else "", details=f.details))
+    mandatory = [r for r in results if r.level == "mandatory"]
+    if any(r.status == FAIL for r in mandatory):
+        verdict = FAIL
+    elif all(r.status == PASS for r in mandatory):
+        verdict = PASS
+    else:
+        verdict = "incomplete"
+    return Verdict(verdict, tuple(results), source)
+
+
+def evaluate(report: Report, cond: TestConditions) -> dict:
+    """The verdict as the dict stored in `Report.compliance`."""
+    return assess(report, cond).to_dict()

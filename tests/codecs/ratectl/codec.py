@@ -1,0 +1,1 @@
+from ratectl import build  # noqa: F401  (the submission's entry: codec:build)

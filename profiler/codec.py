@@ -30,6 +30,31 @@ class Codec(Protocol):
     def decode(self, bitstream: bytes) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class CountableNetworks(Protocol):
+    """Optional: the codec's networks without entropy coding, so they can be counted at any resolution
+    on the meta device (no activation is allocated; profiler/counting/meta.py).
+
+    - `encode_networks(image)`: `image` is `[1, 3, H, W]` on any device (meta included), original size;
+      runs every network `encode()` runs, on the shapes `encode()` would use (pad as `encode()` pads),
+      with rounding in place of the quantiser and no entropy coder; returns the latents, in any form
+      (tensors, tuples, dicts), including every network output the entropy coder would use.
+    - `decode_networks(latents)`: runs every network `decode()` runs on those latents; returns the image,
+      or a tuple/dict holding it and every other network output (entropy parameters).
+
+    Return every network's output: tracing counters (fvcore) drop networks whose outputs are unused.
+
+    No `.item()`, no data-dependent Python and no numpy inside them. A serial (autoregressive) context
+    loop may be replaced by its dense equivalent when it executes the same multiply-accumulates. The
+    suite checks the decoder's meta count against the real `decode()` count on a test image and
+    reports a disagreement.
+    """
+
+    def encode_networks(self, image: torch.Tensor): ...
+
+    def decode_networks(self, latents): ...
+
+
 def check_codec(obj: object) -> list[str]:
     """What is missing from an object that should be a Codec (empty when it is one)."""
     problems = []

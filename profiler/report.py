@@ -58,6 +58,7 @@ class RateResult:
     threads: int | None = None
     images: list[ImageResult] = field(default_factory=list)
     resolutions: list[dict] = field(default_factory=list)   # counts at profile.toml resolutions
+    crosscheck: dict = field(default_factory=dict)          # part → ours vs fvcore/ptflops (counting/crosscheck.py)
     not_measured: dict[str, str] = field(default_factory=dict)
     worker: dict = field(default_factory=dict)              # pid, wall time, peak RSS of the worker
     # Per rate point (= per model): device → step → statistics over the images (profiler/timing.py).

@@ -88,7 +88,10 @@ def test_txt_is_fixed_width(report):
     assert len({len(line) for line in table_lines}) == 1           # every line the same width
     assert table_lines[2].split() == ["0.50", "ok", "0.5000", "33.00", "1000", "2000", "60.00", "150.00", "0.6000",
                                       "0.3000", "0.0300", "0.0150", "70.00", "80.00", "120.00", "130.00",
-                                      "float32", "float32"]
+                                      "float32", "float32",
+                                      # vm: encoder as strict; decoder 300 + 1 800 + 20 (activation) + 4 × 600
+                                      # (transposed conv per output position) + 20 (bias) + 300 = 4 840 M MACs
+                                      "60.00", "242.00", "True"]
     assert table_lines[3].split()[:4] == ["1.00", "failed", "n/m", "n/m"]
     assert "params_total          : 3500" in lines
     assert "rate 1 failed: decode: RuntimeError: boom" in lines

@@ -15,6 +15,9 @@ model is randomly initialised with a seed fixed by (arch, quality), and the repo
 - `encode`: pads to the model's multiple (replicate), runs `compress()` with CompressAI's real rANS
   coder and serialises the strings with a small header (original H, W and the hyper-latent's h, w);
 - `decode`: parses the bytes, runs `decompress()`, crops back to H×W.
+- `encode_networks` / `decode_networks`: the same networks without entropy coding (rounding in place of
+  the quantiser, dense context model in place of the serial loop — the same MACs), so the suite can count
+  them on the meta device at any resolution (profiler/codec.py, `CountableNetworks`).
 
 Decoder structure matters for complexity: `mbt2018` decodes its latent one position at a time (a python
 loop over H/16 × W/16 positions, each running the 5×5 context convolution and the entropy-parameter
@@ -147,6 +150,37 @@ class CompressAICodec:
         zh, zw = (x.shape[-2] // self.multiple, x.shape[-1] // self.multiple)
         strings = [s[0] for s in out["strings"]]   # batch of one
         return pack_strings(_HEADER.pack(h, w, zh, zw), strings)
+
+    @torch.no_grad()
+    def encode_networks(self, image: torch.Tensor) -> dict:
+        """Every network `compress()` runs, on any device (meta included): g_a, h_a, h_s, and the
+        context model and entropy parameters of autoregressive models (dense, which is what the serial
+        per-position loop adds up to)."""
+        from compressai.models import MeanScaleHyperprior, ScaleHyperprior
+
+        m = self.model
+        x, _ = pad_to_multiple(image, self.multiple)
+        y = m.g_a(x)
+        # Ballé 2018 feeds |y| to the hyper-analysis; the mean-scale models feed y.
+        plain_scale = isinstance(m, ScaleHyperprior) and not isinstance(m, MeanScaleHyperprior)
+        z = m.h_a(torch.abs(y) if plain_scale else y)
+        latents = {"y_hat": torch.round(y), "z_hat": torch.round(z)}
+        # returned so that a tracing counter (fvcore) does not drop h_s as dead code
+        return {**latents, "entropy_parameters": self._entropy_parameters(latents)}
+
+    @torch.no_grad()
+    def decode_networks(self, latents: dict) -> dict:
+        """Every network `decompress()` runs: h_s (and the context model), then g_s."""
+        params = self._entropy_parameters(latents)
+        return {"x_hat": self.model.g_s(latents["y_hat"]), "entropy_parameters": params}
+
+    def _entropy_parameters(self, latents: dict) -> torch.Tensor:
+        m = self.model
+        params = m.h_s(latents["z_hat"])
+        if hasattr(m, "context_prediction") and hasattr(m, "entropy_parameters"):
+            ctx = m.context_prediction(latents["y_hat"])
+            params = m.entropy_parameters(torch.cat((params, ctx), dim=1))
+        return params
 
     @torch.no_grad()
     def decode(self, bitstream: bytes) -> torch.Tensor:

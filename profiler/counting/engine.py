@@ -51,6 +51,7 @@ class CountResult:
     per_module: dict[str, ScopeCost] = field(default_factory=dict)   # scope → self cost
     ops: dict[str, dict] = field(default_factory=dict)               # op → {"calls", "macs"}
     uncounted: dict[str, int] = field(default_factory=dict)          # op without a formula → calls
+    uncounted_at: dict[str, list] = field(default_factory=dict)      # op without a formula → scopes (first 5)
 
     @property
     def macs(self) -> int:
@@ -78,6 +79,9 @@ class CountResult:
                 d["macs"] += o["macs"]
             for k, n in src.uncounted.items():
                 res.uncounted[k] = res.uncounted.get(k, 0) + n
+            for k, where in src.uncounted_at.items():
+                seen = res.uncounted_at.setdefault(k, [])
+                seen.extend(w for w in where if w not in seen and len(seen) < 5)
         return res
 
     def to_dict(self) -> dict:
@@ -87,22 +91,34 @@ class CountResult:
             "per_module": {k: v.to_dict() for k, v in sorted(self.per_module.items())},
             "ops": dict(sorted(self.ops.items())),
             "uncounted": dict(sorted(self.uncounted.items())),
+            "uncounted_at": dict(sorted(self.uncounted_at.items())),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "CountResult":
         return cls({k: ScopeCost.from_dict(v) for k, v in d["per_module"].items()},
-                   dict(d["ops"]), dict(d["uncounted"]))
+                   dict(d["ops"]), dict(d["uncounted"]), dict(d.get("uncounted_at", {})))
 
 
-def hierarchical(per_module: dict[str, ScopeCost]) -> dict[str, int]:
-    """Strict MACs of every scope including its children (`decoder.g_s` includes `decoder.g_s.3`)."""
+def hierarchical(per_module: dict[str, ScopeCost], figure: Callable[[ScopeCost], int] | None = None
+                 ) -> dict[str, int]:
+    """MACs of every scope including its children (`decoder.g_s` includes `decoder.g_s.3`); strict MACs
+    unless `figure` (a convention) says otherwise."""
+    figure = figure or (lambda c: c.macs)
     out: dict[str, int] = defaultdict(int)
     for name, cost in per_module.items():
         parts = name.split(".")
+        n = figure(cost)
         for i in range(1, len(parts) + 1):
-            out[".".join(parts[:i])] += cost.macs
+            out[".".join(parts[:i])] += n
     return dict(out)
+
+
+def top_modules(per_module: dict[str, ScopeCost], n: int = 8) -> list[tuple[str, int]]:
+    """The `n` leaf-most scopes with the most strict MACs (self cost: a parent is not listed again for
+    what its children did), largest first."""
+    ranked = sorted(((k, c.macs) for k, c in per_module.items() if c.macs), key=lambda kv: (-kv[1], kv[0]))
+    return ranked[:n]
 
 
 class OpCounter(TorchDispatchMode):
@@ -126,6 +142,7 @@ class OpCounter(TorchDispatchMode):
         self._per_module: dict[str, ScopeCost] = defaultdict(ScopeCost)
         self._ops: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         self._uncounted: Counter = Counter()
+        self._uncounted_at: dict[str, list[str]] = defaultdict(list)
         self._handles: list[Any] = []
 
     # -- module attribution --------------------------------------------------------------------
@@ -145,7 +162,10 @@ class OpCounter(TorchDispatchMode):
             self._stack.pop()
 
     def __enter__(self):
-        self._handles = [register_module_forward_pre_hook(self._pre), register_module_forward_hook(self._post)]
+        # always_call: the scope is popped even when a module's forward raises, so a caught exception
+        # inside the submission cannot shift the attribution of everything after it.
+        self._handles = [register_module_forward_pre_hook(self._pre),
+                         register_module_forward_hook(self._post, always_call=True)]
         return super().__enter__()
 
     def __exit__(self, *exc):
@@ -162,6 +182,9 @@ class OpCounter(TorchDispatchMode):
         op = str(func._overloadpacket).replace("aten.", "aten::", 1)
         if cost is None:
             self._uncounted[op] += 1
+            where = self._uncounted_at[op]
+            if len(where) < 5 and self._scope() not in where:
+                where.append(self._scope())
             return out
         scope = self._per_module[self._scope()]
         scope.macs += cost.macs
@@ -179,6 +202,7 @@ class OpCounter(TorchDispatchMode):
             per_module={k: v for k, v in self._per_module.items()},
             ops={k: {"calls": v[0], "macs": v[1]} for k, v in self._ops.items()},
             uncounted=dict(self._uncounted),
+            uncounted_at={k: list(v) for k, v in self._uncounted_at.items()},
         )
 
 

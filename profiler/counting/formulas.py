@@ -105,6 +105,27 @@ def _mm(a, b, out=None) -> Cost:
     return Cost(macs=matmul_macs(_shape(a), _shape(b)))
 
 
+@register(aten.mv)
+def _mv(a, v, out=None) -> Cost:
+    return Cost(macs=_numel(_shape(a)))
+
+
+@register(aten.addmv)
+def _addmv(bias, a, v, *rest, out=None, **kw) -> Cost:
+    return Cost(macs=_numel(_shape(a)), bias=_numel(_shape(out)))
+
+
+@register(aten.dot, aten.vdot)
+def _dot(a, b, out=None) -> Cost:
+    return Cost(macs=_numel(_shape(a)))
+
+
+@register(aten._addmm_activation)
+def _addmm_activation(bias, a, b, *rest, out=None, **kw) -> Cost:
+    # Linear + GELU/ReLU fused (CUDA): the activation is not a MAC; it is invisible to element counts here.
+    return Cost(macs=matmul_macs(_shape(a), _shape(b)), bias=_numel(_shape(out)))
+
+
 @register(aten.addmm)
 def _addmm(bias, a, b, *rest, out=None, **kw) -> Cost:
     return Cost(macs=matmul_macs(_shape(a), _shape(b)), bias=_numel(_shape(out)))
@@ -120,10 +141,21 @@ def _baddbmm(bias, a, b, *rest, out=None, **kw) -> Cost:
     return Cost(macs=matmul_macs(_shape(a), _shape(b)), bias=_numel(_shape(out)))
 
 
+@register(aten.addbmm)
+def _addbmm(bias, a, b, *rest, out=None, **kw) -> Cost:
+    # Σ_b a[b] @ b[b] + bias: the batch is reduced into one [n, m] output.
+    return Cost(macs=matmul_macs(_shape(a), _shape(b)), bias=_numel(_shape(out)))
+
+
 @register(aten._scaled_dot_product_flash_attention_for_cpu, aten._scaled_dot_product_flash_attention,
           aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_cudnn_attention)
 def _sdpa(q, k, v, *rest, out=None, **kw) -> Cost:
-    return Cost(macs=sdpa_macs(_shape(q), _shape(k), _shape(v)))
+    # The fused kernels also run one softmax over the [.., L, S] scores: counted as softmax elements,
+    # as the unfused (math) path counts its `_softmax`/`_safe_softmax`.
+    *bh, L, _ = _shape(q)
+    S = _shape(k)[-2]
+    scores = _numel(torch.broadcast_shapes(tuple(bh), tuple(_shape(k)[:-2]))) * L * S
+    return Cost(macs=sdpa_macs(_shape(q), _shape(k), _shape(v)), elements=scores, element_kind="softmax")
 
 
 def _element(kind: str) -> Formula:
@@ -151,7 +183,10 @@ _ARITHMETIC = ["add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "pow"
                "remainder", "fmod", "floor_divide", "eq", "ne", "lt", "le", "gt", "ge", "logical_and",
                "logical_or", "logical_not", "bitwise_and", "bitwise_or", "bitwise_not", "bitwise_xor",
                "sin", "cos", "atan2", "hypot", "square", "frac", "masked_fill", "masked_fill_", "fill_",
-               "isnan", "isinf", "nan_to_num", "copysign", "xlogy", "sgn", "tril", "triu"]
+               "isnan", "isinf", "nan_to_num", "copysign", "xlogy", "sgn", "tril", "triu", "scatter_add",
+               "index_add", "index_add_", "scatter_reduce", "add_", "fill", "logit", "sinh", "cosh", "tan",
+               "atan", "asin", "acos", "heaviside", "float_power", "rsqrt_", "sqrt_", "round_", "abs_",
+               "neg_", "reciprocal_", "exp_", "log_", "floor_", "ceil_", "pow_", "where_", "sign_"]
 _RESAMPLE = ["upsample_bilinear2d", "upsample_nearest2d", "upsample_bicubic2d", "upsample_nearest1d",
              "upsample_linear1d", "upsample_trilinear3d", "upsample_nearest3d", "_upsample_bilinear2d_aa",
              "_upsample_bicubic2d_aa", "_upsample_nearest_exact2d", "pixel_shuffle", "pixel_unshuffle",
@@ -195,9 +230,14 @@ _ZERO_COST_NAMES = [
     "zero_", "normal_", "uniform_", "bernoulli_", "random_", "randn", "rand", "randint", "randperm",
     "unfold", "im2col", "col2im", "channel_shuffle", "native_dropout", "dropout", "bernoulli",
     "masked_scatter", "select_scatter", "slice_scatter", "diagonal_scatter", "as_strided_scatter",
-    "scatter_add", "split_copy", "unsqueeze_", "squeeze_", "t_", "transpose_", "detach_", "_unsafe_index",
+    "split_copy", "unsqueeze_", "squeeze_", "t_", "transpose_", "detach_", "_unsafe_index",
     "_unsafe_index_put", "tensor_split", "pin_memory", "_pin_memory", "record_stream", "bucketize",
     "searchsorted", "histc", "unique_dim", "_unique2", "unique_consecutive", "count_nonzero",
+    "_copy_from", "_copy_from_and_resize", "_conj", "_neg_view", "resolve_conj", "resolve_neg", "view_as_real",
+    "view_as_complex", "empty_permuted", "rand_like", "randn_like", "randint_like", "normal", "alias_copy",
+    "view_copy", "permute_copy", "expand_copy", "_assert_async", "_assert_scalar", "pad", "_unsafe_masked_index",
+    "_to_copy", "clone", "detach_copy", "t_copy", "transpose_copy", "unsqueeze_copy", "squeeze_copy",
+    "slice_copy", "select_copy", "unbind_copy", "split_with_sizes_copy", "as_strided_copy",
 ]
 ZERO_COST = frozenset(_packets(_ZERO_COST_NAMES))
 

@@ -1,13 +1,171 @@
 """Counting the codec's networks at any resolution without computing (meta device).
 
-Foundation stub: the counting issue implements it. Until then the report says the resolutions were
-not counted.
+A meta tensor has a shape and a dtype but no storage: every aten op still runs its shape function, so
+the dispatch-level counter sees the same ops with the same shapes as on real tensors, and a 3840×2160
+count allocates no activation (complexity-facts.md §4).
+
+What runs on meta is the codec's `encode_networks`/`decode_networks` (profiler/codec.py,
+`CountableNetworks`), on a copy of the codec whose parameters and buffers are meta tensors (the real
+codec is not touched and no weight is copied). The real `encode()`/`decode()` stay counted on real
+tensors by the worker: entropy coders and data-dependent code need values.
+
+Fallbacks, each recorded in the entry's `method` and `note`:
+- the meta run fails → the same networks on real tensors (zeros) at that resolution;
+- the codec has no `encode_networks`/`decode_networks` → the real `encode()`/`decode()` of a fixed noise
+  image at that resolution (noise: the highest-entropy content; data-dependent decoders then run their
+  most expensive path as far as content can make them).
 """
 
 from __future__ import annotations
 
+import copy
+import time
+import traceback
+from typing import Any
+
+import torch
+
+from ..codec import CountableNetworks
+from .conventions import figure, kmac_per_pixel
+from .engine import CountResult, OpCounter, top_modules
+
+
+def meta_copy(codec: Any) -> Any:
+    """A deep copy of `codec` whose parameters and buffers (in `encoder`/`decoder` and any other module
+    it holds) are meta tensors. Weights are not copied: each one is mapped straight to its meta twin."""
+    memo: dict[int, Any] = {}
+    seen: set[int] = set()
+    modules = [m for m in vars(codec).values() if isinstance(m, torch.nn.Module)]
+    for mod in modules:
+        for t in list(mod.parameters()) + list(mod.buffers()):
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            twin = t.detach().to("meta")
+            memo[id(t)] = torch.nn.Parameter(twin, requires_grad=t.requires_grad) if isinstance(
+                t, torch.nn.Parameter) else twin
+    return copy.deepcopy(codec, memo)
+
+
+def count_networks(codec: Any, width: int, height: int, device: str = "meta"
+                   ) -> tuple[CountResult, CountResult]:
+    """(encoder count, decoder count) of the codec's networks for a width×height image on `device`."""
+    image = torch.zeros(1, 3, height, width, device=device)
+    with torch.no_grad():
+        enc = OpCounter({"encoder": codec.encoder}, "encoder")
+        with enc:
+            latents = codec.encode_networks(image)
+        dec = OpCounter({"decoder": codec.decoder}, "decoder")
+        with dec:
+            codec.decode_networks(latents)
+    return enc.result(), dec.result()
+
+
+def count_real_calls(codec: Any, width: int, height: int) -> tuple[CountResult, CountResult]:
+    """(encoder, decoder) counts of the real encode()/decode() of a fixed noise image."""
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, height, width, generator=gen)
+    with torch.no_grad():
+        enc = OpCounter({"encoder": codec.encoder}, "encoder")
+        with enc:
+            bits = codec.encode(image)
+        dec = OpCounter({"decoder": codec.decoder}, "decoder")
+        with dec:
+            codec.decode(bits)
+    return enc.result(), dec.result()
+
+
+def _why(exc: BaseException) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}"
+
+
+def entry(width: int, height: int, enc: CountResult | None, dec: CountResult | None, method: str,
+          seconds: float, note: str = "") -> dict:
+    """One `result.resolutions` entry: kMAC/px per part and convention (per original W×H, not padded)."""
+    out: dict = {"width": width, "height": height, "method": method, "seconds": round(seconds, 4)}
+    for part, res in (("encoder", enc), ("decoder", dec)):
+        if res is None:
+            out[f"kmac_px_{part}"] = out[f"kmac_px_{part}_vm"] = out[f"macs_{part}"] = None
+            continue
+        total = res.total()
+        out[f"macs_{part}"] = res.macs
+        out[f"kmac_px_{part}"] = kmac_per_pixel(res.macs, width, height)
+        out[f"kmac_px_{part}_vm"] = kmac_per_pixel(figure(total, "vm"), width, height)
+        out[f"complete_{part}"] = res.complete
+        out[f"uncounted_{part}"] = dict(res.uncounted)
+    if dec is not None:
+        out["top_modules_decoder"] = [[k, v] for k, v in top_modules(dec.per_module, 8)]
+    if note:
+        out["note"] = note
+    return out
+
+
+def count_at(codec: Any, width: int, height: int, meta_twin: Any | None) -> dict:
+    """Count one resolution: meta if possible, then the fallbacks; never raises."""
+    notes = []
+    if meta_twin is not None:
+        t0 = time.perf_counter()
+        try:
+            enc, dec = count_networks(meta_twin, width, height, "meta")
+            return entry(width, height, enc, dec, "meta", time.perf_counter() - t0)
+        except Exception as exc:   # the codec's own code: say why and fall back
+            notes.append(f"meta device failed: {_why(exc)}")
+    if isinstance(codec, CountableNetworks):
+        t0 = time.perf_counter()
+        try:
+            enc, dec = count_networks(codec, width, height, "cpu")
+            return entry(width, height, enc, dec, "real tensors (networks)", time.perf_counter() - t0,
+                         "; ".join(notes))
+        except Exception as exc:
+            notes.append(f"networks on real tensors failed: {_why(exc)}")
+    else:
+        notes.append("codec has no encode_networks/decode_networks (profiler/codec.py CountableNetworks)")
+    t0 = time.perf_counter()
+    try:
+        enc, dec = count_real_calls(codec, width, height)
+        return entry(width, height, enc, dec, "real encode()/decode() of a noise image",
+                     time.perf_counter() - t0, "; ".join(notes))
+    except Exception as exc:
+        notes.append(f"real encode()/decode() failed: {_why(exc)}")
+    return entry(width, height, None, None, "not counted", 0.0, "; ".join(notes))
+
+
+def meta_agreement(codec: Any, meta_twin: Any, image_result) -> dict:
+    """The decoder's networks counted on meta at a test image's size against the real decode() count
+    of that image: they must agree exactly where both apply (a non-autoregressive decoder, or one whose
+    serial loop adds up to its dense equivalent)."""
+    try:
+        _, dec = count_networks(meta_twin, image_result.width, image_result.height, "meta")
+    except Exception as exc:
+        return {"image": image_result.name, "agree": None, "note": f"meta device failed: {_why(exc)}"}
+    real = image_result.macs("decoder")
+    return {"image": image_result.name, "width": image_result.width, "height": image_result.height,
+            "meta_macs_decoder": dec.macs, "real_macs_decoder": real, "agree": dec.macs == real}
+
 
 def count_resolutions(codec, cond, result) -> None:
     """Append one entry per profile.toml resolution to `result.resolutions`, or say why not."""
-    if cond.counting.resolutions:
-        result.not_measured["resolutions"] = "counting at profile.toml resolutions is not available yet"
+    if not cond.counting.resolutions:
+        return
+    meta_twin = None
+    if isinstance(codec, CountableNetworks):
+        try:
+            meta_twin = meta_copy(codec)
+        except Exception as exc:
+            result.not_measured["resolutions_meta"] = f"could not move the codec to the meta device: {_why(exc)}"
+    else:
+        result.not_measured["resolutions_meta"] = (
+            "codec has no encode_networks/decode_networks: resolutions counted with real encode()/decode()")
+    for width, height in cond.counting.resolutions:
+        result.resolutions.append(count_at(codec, width, height, meta_twin))
+    if meta_twin is not None and result.images:
+        check = meta_agreement(codec, meta_twin, result.images[0])
+        for e in result.resolutions:
+            if e["method"] == "meta":
+                e["meta_vs_real"] = check
+        if check.get("agree") is False:
+            result.not_measured["resolutions_meta_check"] = (
+                f"decoder networks on meta count {check['meta_macs_decoder']} MACs at {check['image']} but the real "
+                f"decode() counts {check['real_macs_decoder']}: the resolution counts may not be the decoder's")

@@ -47,6 +47,7 @@ def render(report: Report, console: Console | None = None) -> None:
         if not r.ok:
             console.print(f"[red]rate {r.target_bpp} failed[/red]: {(r.error or {}).get('message', 'unknown')}")
     render_top_modules(report, console)
+    render_counting(report, console)
     render_verdict(report, console)
 
 
@@ -72,3 +73,29 @@ def render_verdict(report: Report, console: Console) -> None:
     for r in rules:
         if str(r["status"]).lower() != "pass":
             console.print(f"  {r['id']}: {r['status']} — {r['message'] or ''}")
+
+
+# ---- counting details (profiler/counting): strict vs vm, uncounted ops, cross-check --------------------
+def render_counting(report: Report, console: Console) -> None:
+    for r in report.ok_rates():
+        vm_dec = table.kmac_px_vm_max(r, "decoder")
+        uncounted: dict[str, int] = {}
+        for img in r.images:
+            for part in ("encoder", "decoder"):
+                for op, n in img.counts[part].get("uncounted", {}).items():
+                    uncounted[op] = uncounted.get(op, 0) + n
+        line = f"rate {r.target_bpp:g}: decoder {table.fmt(r.kmac_px_max('decoder'))} kMAC/px strict, " \
+               f"{table.fmt(vm_dec)} vm"
+        line += "; count complete" if not uncounted else \
+            "; [yellow]uncounted ops[/yellow]: " + ", ".join(f"{op}×{n}" for op, n in sorted(uncounted.items()))
+        for part in ("encoder", "decoder"):
+            cc = r.crosscheck.get(part) or {}
+            if "counters" not in cc:
+                continue
+            diffs = ", ".join(f"{name} {v['relative_difference'] * 100:+.2f} %" if v.get("total") is not None
+                              else f"{name} failed" for name, v in cc["counters"].items())
+            flag = " [red]UNEXPLAINED DIFFERENCE[/red]" if cc.get("flagged") else ""
+            line += f"\n  cross-check {part} ({r.crosscheck['width']}×{r.crosscheck['height']}): {diffs}{flag}"
+            for text in cc.get("explanations", [])[:3]:
+                line += f"\n    {text}"
+        console.print(line)

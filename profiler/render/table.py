@@ -6,6 +6,7 @@ was not measured is `NOT_MEASURED` here (None in the report), never 0.
 
 from __future__ import annotations
 
+from ..counting.conventions import figure, kmac_per_pixel
 from ..report import RateResult, Report
 
 NOT_MEASURED = "not measured"
@@ -13,7 +14,7 @@ NOT_MEASURED = "not measured"
 COLUMNS = ["proponent", "codec", "target_bpp", "status", "bpp", "psnr_rgb", "params_encoder", "params_decoder",
            "kmac_px_encoder", "kmac_px_decoder", "enc_cpu_s", "dec_cpu_s", "enc_gpu_s", "dec_gpu_s",
            "gpu_mem_enc_mib", "gpu_mem_dec_mib", "cpu_mem_enc_mib", "cpu_mem_dec_mib",
-           "precision_encoder", "precision_decoder"]
+           "precision_encoder", "precision_decoder", "kmac_px_encoder_vm", "kmac_px_decoder_vm", "count_complete"]
 
 SUMMARY_KEYS = ["params_largest_model", "params_total", "kmac_px_decoder_worst", "kmac_px_encoder_max"]
 
@@ -59,7 +60,23 @@ def rate_row(report: Report, r: RateResult) -> dict:
         "cpu_mem_dec_mib": _or_nm(r.peak_memory("cpu", "decode", "peak_mib")),
         "precision_encoder": report.submission["precision"].get("encoder"),
         "precision_decoder": report.submission["precision"].get("decoder"),
+        "kmac_px_encoder_vm": _or_nm(kmac_px_vm_max(r, "encoder")),
+        "kmac_px_decoder_vm": _or_nm(kmac_px_vm_max(r, "decoder")),
+        "count_complete": _or_nm(count_complete(r)),
     }
+
+
+def kmac_px_vm_max(r: RateResult, part: str) -> float | None:
+    """kMAC/px in the JPEG AI reference software's convention (counting/conventions.py `vm`), max over images."""
+    return max((kmac_per_pixel(figure(i.count(part).total(), "vm"), i.width, i.height) for i in r.images),
+               default=None)
+
+
+def count_complete(r: RateResult) -> bool | None:
+    """Every executed op had a formula, in every counted encode and decode (None: nothing counted)."""
+    if not r.images:
+        return None
+    return all(i.counts[p].get("complete", False) for i in r.images for p in ("encoder", "decoder"))
 
 
 def rows(report: Report) -> list[dict]:

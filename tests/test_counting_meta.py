@@ -85,6 +85,32 @@ def test_autoregressive_meta_equals_serial_decode():
     assert dec.per_module["decoder.context_prediction"].macs == ctx_dense
 
 
+def test_checkerboard_meta_equals_two_pass_decode_and_fvcore():
+    """Cheng 2020 with the checkerboard context keeps its networks in CompressAI latent codecs, nested two
+    deep; each decode pass runs the 5×5 context convolution over the whole latent (N → 2N) and the 1×1
+    entropy parameters (4N → 10N/3 → 8N/3 → 2N) over half of it."""
+    from profiler.counting.crosscheck import part_inputs, run_fvcore
+
+    codec = build_compressai(_Rate("cheng2020-anchor-checkerboard"))
+    _, dec = count_networks(meta_copy(codec), 64, 64, "meta")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        bits = codec.encode(x)
+        _, dec_call = count_call(codec.decode, bits, roots={"decoder": codec.decoder}, root_name="decoder")
+    assert dec.macs == dec_call.macs
+    n, positions = 128, 4 * 4                   # quality 1: N = 128; y is 4×4 at 64×64
+    ctx = 2 * positions * (2 * n) * n * 25      # two passes over the whole latent
+    params = positions * (4 * n * (10 * n // 3) + (10 * n // 3) * (8 * n // 3) + (8 * n // 3) * 2 * n)
+    assert dec.per_module["decoder.latent_codec__y.context_prediction"].macs == ctx
+    assert sum(c.macs for k, c in dec.per_module.items()
+               if k.startswith("decoder.latent_codec__y.entropy_parameters")) == params
+    # fvcore can trace the nested part (no '/' in module names: fvcore splits jit scopes on it)
+    parts, _ = part_inputs(codec, 64, 64)
+    wrapper, leaves = parts["decoder"]
+    total, _, _ = run_fvcore(wrapper, leaves)
+    assert total == dec.macs
+
+
 class _NeedsValues(nn.Module):
     def forward(self, x):
         scale = float(x.abs().max().item()) + 1.0           # data-dependent: impossible on meta

@@ -120,8 +120,9 @@ def test_peak_rss_per_call_shows_known_allocations():
     enc = result.images[0].memory["cpu"]["encode"]
     dec = result.images[0].memory["cpu"]["decode"]
     assert enc["per_call"] and dec["per_call"]
-    assert 128 <= enc["above_call_start_mib"] < 128 + 64
-    assert 384 <= dec["above_call_start_mib"] < 384 + 64
+    # Within 1 MiB below: pages already resident before the call (freed, not returned) can be reused.
+    assert 128 - 1 <= enc["above_call_start_mib"] < 128 + 64
+    assert 384 - 1 <= dec["above_call_start_mib"] < 384 + 64
     assert dec["above_baseline_mib"] >= 384 and dec["peak_mib"] >= dec["baseline_mib"] + 384
     # The decode peak is its own: had the high-water mark not been reset, encode's would equal it.
     assert enc["peak_mib"] < dec["peak_mib"] - 200

@@ -2,8 +2,6 @@
 through files on disk, the integer hyper decoder's exactness, and `check` passing on this CPU-only machine."""
 
 import json
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,13 +16,13 @@ WEIGHTS = REFNET / "weights" / "refnet.safetensors"
 
 @pytest.fixture(scope="module")
 def refnet_module():
-    sys.path.insert(0, str(REFNET))
-    try:
-        import codec as refnet_codec
-    finally:
-        sys.path.remove(str(REFNET))
-    sys.modules.pop("codec", None)      # other fixtures' codec modules have the same name
-    return refnet_codec
+    # under its own name: the fixture codecs' modules are all called `codec`
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("refnet_codec", REFNET / "codec.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")

@@ -108,11 +108,15 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in [
 ]}
 
 
+SEP = "__"
+
+
 def _part(model: nn.Module, exclude: set[str]) -> nn.Module:
     """A module holding every submodule of `model` except those named in `exclude` (at any depth).
 
     A child that contains an excluded module is split into its own children; the others are taken
-    whole. Nested names are joined with '/' (module names may not contain '.').
+    whole. Nested names are joined with `SEP` ('__'): module names may not contain '.', and '/' would
+    break fvcore, whose jit scope names are '/'-separated (the cross-check).
     """
     part = nn.Module()
 
@@ -120,17 +124,66 @@ def _part(model: nn.Module, exclude: set[str]) -> nn.Module:
         for name, child in module.named_children():
             if name in exclude:
                 continue
-            full = f"{prefix}/{name}" if prefix else name
+            full = f"{prefix}{SEP}{name}" if prefix else name
             if any(n.rsplit(".", 1)[-1] in exclude for n, _ in child.named_modules() if n):
                 visit(child, full)
             else:
                 part.add_module(full, child)
         # Parameters held directly by a split module (none in CompressAI's models, but not lost if so).
         for pname, p in module.named_parameters(recurse=False):
-            part.register_parameter(f"{prefix}/{pname}".lstrip("/").replace(".", "/"), p)
+            part.register_parameter(f"{prefix}{SEP}{pname}".removeprefix(SEP).replace(".", SEP), p)
 
     visit(model, "")
     return part
+
+
+@dataclass(frozen=True)
+class _Networks:
+    """The entropy-model networks of a CompressAI model, wherever the model keeps them."""
+
+    h_a: nn.Module
+    h_s: nn.Module
+    context_prediction: nn.Module | None
+    entropy_parameters: nn.Module | None
+    checkerboard: nn.Module | None = None   # the two-pass latent codec, where the model has one
+
+
+def _networks(m: nn.Module) -> _Networks:
+    if hasattr(m, "latent_codec"):
+        # CompressAI's latent-codec models (Cheng2020AnchorCheckerboard): HyperpriorLatentCodec holding
+        # a HyperLatentCodec ("hyper": h_a, h_s) and a CheckerboardLatentCodec ("y"), whose two passes
+        # each run the context convolution over the whole latent and the 1×1 entropy parameters over
+        # one half of it (compressai/latent_codecs/checkerboard.py; _checkerboard_parameters).
+        hyper, ycodec = m.latent_codec["hyper"], m.latent_codec["y"]
+        return _Networks(hyper.h_a, hyper.h_s, getattr(ycodec, "context_prediction", None),
+                         getattr(ycodec, "entropy_parameters", None), ycodec)
+    return _Networks(m.h_a, m.h_s, getattr(m, "context_prediction", None), getattr(m, "entropy_parameters", None))
+
+
+def _entropy_parameters(nets: _Networks, latents: dict) -> torch.Tensor:
+    params = nets.h_s(latents["z_hat"])
+    if nets.context_prediction is None or nets.entropy_parameters is None:
+        return params
+    if nets.checkerboard is not None:
+        return _checkerboard_parameters(nets.checkerboard, latents["y_hat"], params)
+    ctx = nets.context_prediction(latents["y_hat"])
+    return nets.entropy_parameters(torch.cat((params, ctx), dim=1))
+
+
+def _checkerboard_parameters(ycodec: nn.Module, y_hat: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+    """CheckerboardLatentCodec.decompress without the entropy decoder: pass 0 (anchors) runs the context
+    convolution on the not yet decoded latent and masks it out, pass 1 (the rest) on the anchors; each
+    pass runs the entropy parameters on its half of the positions."""
+    side_ = ycodec.unembed(side)
+    y_ = ycodec.unembed(y_hat)
+    halves = []
+    for i in range(2):
+        y_known = y_ * 0 if i == 0 else y_               # nothing decoded before the anchors
+        ctx_i = ycodec.unembed(ycodec.context_prediction(ycodec.embed(y_known)))[i]
+        if i == 0:
+            ctx_i = ycodec._mask_all(ctx_i)
+        halves.append(ycodec.entropy_parameters(ycodec.merge(ctx_i, side_[i])))
+    return ycodec.embed(torch.stack(halves))
 
 
 class CompressAICodec:
@@ -154,33 +207,26 @@ class CompressAICodec:
     @torch.no_grad()
     def encode_networks(self, image: torch.Tensor) -> dict:
         """Every network `compress()` runs, on any device (meta included): g_a, h_a, h_s, and the
-        context model and entropy parameters of autoregressive models (dense, which is what the serial
-        per-position loop adds up to)."""
+        context model and entropy parameters of context models (dense, which is what the serial
+        per-position loop adds up to; the checkerboard's two passes as they run)."""
         from compressai.models import MeanScaleHyperprior, ScaleHyperprior
 
         m = self.model
+        nets = _networks(m)
         x, _ = pad_to_multiple(image, self.multiple)
         y = m.g_a(x)
         # Ballé 2018 feeds |y| to the hyper-analysis; the mean-scale models feed y.
         plain_scale = isinstance(m, ScaleHyperprior) and not isinstance(m, MeanScaleHyperprior)
-        z = m.h_a(torch.abs(y) if plain_scale else y)
+        z = nets.h_a(torch.abs(y) if plain_scale else y)
         latents = {"y_hat": torch.round(y), "z_hat": torch.round(z)}
         # returned so that a tracing counter (fvcore) does not drop h_s as dead code
-        return {**latents, "entropy_parameters": self._entropy_parameters(latents)}
+        return {**latents, "entropy_parameters": _entropy_parameters(nets, latents)}
 
     @torch.no_grad()
     def decode_networks(self, latents: dict) -> dict:
         """Every network `decompress()` runs: h_s (and the context model), then g_s."""
-        params = self._entropy_parameters(latents)
+        params = _entropy_parameters(_networks(self.model), latents)
         return {"x_hat": self.model.g_s(latents["y_hat"]), "entropy_parameters": params}
-
-    def _entropy_parameters(self, latents: dict) -> torch.Tensor:
-        m = self.model
-        params = m.h_s(latents["z_hat"])
-        if hasattr(m, "context_prediction") and hasattr(m, "entropy_parameters"):
-            ctx = m.context_prediction(latents["y_hat"])
-            params = m.entropy_parameters(torch.cat((params, ctx), dim=1))
-        return params
 
     @torch.no_grad()
     def decode(self, bitstream: bytes) -> torch.Tensor:

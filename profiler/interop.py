@@ -50,53 +50,72 @@ def _quality(x: torch.Tensor, y: torch.Tensor) -> dict:
     return {"psnr_rgb": psnr_rgb(x, y), **image_quality(x, y)}
 
 
-def measure_interop(codec, build, rate, images, cond, devices, result) -> None:
-    """Fill `result.interop` for this rate point (or say in `result.not_measured` why not)."""
+def compare_image(img, x: torch.Tensor, bits: bytes, x_a: torch.Tensor, decode_b) -> dict:
+    """One image's entry: `bits` (encoded on A) and `x_a` (their A-decoded picture) against `decode_b(bits)`."""
+    entry: dict = {"name": img.name, "width": img.width, "height": img.height, "bytes": len(bits),
+                   "bpp": 8.0 * len(bits) / (img.width * img.height)}
+    x_a = x_a.detach().float().cpu()
+    entry["a"] = _quality(x, x_a)
+    try:
+        x_b = decode_b(bits).detach().float().cpu()
+        if tuple(x_b.shape) != tuple(x_a.shape):
+            raise RuntimeError(f"decoded shape {tuple(x_b.shape)} differs from {tuple(x_a.shape)}")
+    except Exception as exc:
+        entry["decode_error_b"] = f"{type(exc).__name__}: {exc}"
+        entry["traceback_b"] = traceback.format_exc(limit=5)
+        return entry
+    entry["b"] = _quality(x, x_b)
+    entry["max_abs_diff"] = float((x_a - x_b).abs().max().item()) if x_a.numel() else 0.0
+    entry["max_abs_diff_8bit"] = int((to_uint8(x_a).int() - to_uint8(x_b).int()).abs().max().item())
+    entry["psnr_drop_db"] = _drop(entry["a"]["psnr_rgb"], entry["b"]["psnr_rgb"])
+    return entry
+
+
+def proxy_decoder(codec):
+    """Device B of the proxy pair: the same codec decoding with oneDNN off."""
+    return lambda bits: _decode_b_proxy(codec, bits)
+
+
+def measure_interop(codec, build, rate, images, cond, devices, result, proxy_entries: list | None = None) -> None:
+    """Fill `result.interop` for this rate point (or say in `result.not_measured` why not).
+
+    `proxy_entries`: for the proxy pair, the entries the worker already made from each image's counted
+    run (its bitstream and A-decoded picture, `compare_image`), so A is not run again. Otherwise every
+    image is encoded and decoded on A here, then decoded on B.
+    """
     pair, proxy = choose_pair(list(devices))
-    codec_b = None
     out: dict = {"pair": pair, "proxy": proxy, "note": PROXY_NOTE if proxy else "", "images": []}
+    if proxy and proxy_entries is not None:
+        out["images"] = list(proxy_entries)
+        out["a_runs"] = "the counted encode()/decode() of each image"
+        result.interop = out
+        return
+    decode_b = proxy_decoder(codec) if proxy else None
     if not proxy:
         try:
             codec_b = build(rate, torch.device("cuda"))
+
+            def decode_b(bits: bytes) -> torch.Tensor:
+                x_b = codec_b.decode(bits)
+                torch.cuda.synchronize()
+                return x_b
         except Exception as exc:
             out["build_error"] = f"{type(exc).__name__}: {exc}"
+
+            def decode_b(bits: bytes) -> torch.Tensor:
+                raise RuntimeError(f"build() for cuda failed: {out['build_error']}")
     with torch.no_grad():
         for img in images:
             x = img.tensor("cpu")
-            entry: dict = {"name": img.name, "width": img.width, "height": img.height}
             try:
-                bits = codec.encode(x)
-                bits = bytes(bits)
-                x_a = codec.decode(bits).detach().float().cpu()
+                bits = bytes(codec.encode(x))
+                x_a = codec.decode(bits)
             except Exception as exc:
                 # The profile itself already records encode/decode failures on device A.
-                entry["error_a"] = f"{type(exc).__name__}: {exc}"
-                out["images"].append(entry)
+                out["images"].append({"name": img.name, "width": img.width, "height": img.height,
+                                      "error_a": f"{type(exc).__name__}: {exc}"})
                 continue
-            entry["bytes"] = len(bits)
-            entry["bpp"] = 8.0 * len(bits) / (img.width * img.height)
-            entry["a"] = _quality(x, x_a)
-            try:
-                if proxy:
-                    x_b = _decode_b_proxy(codec, bits)
-                elif codec_b is None:
-                    raise RuntimeError(f"build() for cuda failed: {out.get('build_error')}")
-                else:
-                    x_b = codec_b.decode(bits)
-                    torch.cuda.synchronize()
-                x_b = x_b.detach().float().cpu()
-                if tuple(x_b.shape) != tuple(x_a.shape):
-                    raise RuntimeError(f"decoded shape {tuple(x_b.shape)} differs from {tuple(x_a.shape)}")
-            except Exception as exc:
-                entry["decode_error_b"] = f"{type(exc).__name__}: {exc}"
-                entry["traceback_b"] = traceback.format_exc(limit=5)
-                out["images"].append(entry)
-                continue
-            entry["b"] = _quality(x, x_b)
-            entry["max_abs_diff"] = float((x_a - x_b).abs().max().item()) if x_a.numel() else 0.0
-            entry["max_abs_diff_8bit"] = int((to_uint8(x_a).int() - to_uint8(x_b).int()).abs().max().item())
-            entry["psnr_drop_db"] = _drop(entry["a"]["psnr_rgb"], entry["b"]["psnr_rgb"])
-            out["images"].append(entry)
+            out["images"].append(compare_image(img, x, bits, x_a, decode_b))
     result.interop = out
 
 

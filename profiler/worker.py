@@ -34,7 +34,7 @@ from .counting.meta import count_resolutions
 from .environment import worker_environment
 from .errors import InputError, SubmissionError
 from .images import TestImage, load_images
-from .interop import measure_interop
+from .interop import choose_pair, compare_image, measure_interop, proxy_decoder
 from .params import count_model
 from .precision import check_codec_precision
 from .quality import image_quality, psnr_rgb
@@ -72,10 +72,12 @@ def _check_decoded(x_hat: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def _measure_image(codec, img: TestImage, cond: TestConditions, devices: list[str],
-                   baseline_mib: float | None = None) -> ImageResult:
+                   baseline_mib: float | None = None, interop_entries: list | None = None) -> ImageResult:
     """Count, warm up, then time and take the memory peaks of encode and decode on one image (CPU).
 
     `baseline_mib` is the worker's RSS once the model was loaded: CPU peaks are given above it too.
+    With `interop_entries`, the counted run's bitstream is also decoded on the interoperability proxy
+    (profiler/interop.py) and its entry appended: the counted run is device A's run, not repeated.
     """
     x = img.tensor("cpu")
     with torch.no_grad():
@@ -87,6 +89,8 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, devices: list[st
         x_hat = _check_decoded(x_hat, x)
         psnr = psnr_rgb(x, x_hat)
         quality = image_quality(x, x_hat)
+        if interop_entries is not None:
+            interop_entries.append(compare_image(img, x, bits, x_hat, proxy_decoder(codec)))
         del x_hat   # not held during the memory peaks below
 
         for _ in range(max(0, cond.timing.warmup - 1)):
@@ -262,9 +266,12 @@ def run_job(job: dict) -> RateResult:
         result.precision = {"declared": dict(sub.precision), "weights_dtypes": params.dtypes,
                             "offending": check_codec_precision(codec, sub.precision)}
 
+        # On a CPU-only machine the interoperability pair is a proxy on this CPU: its device-A runs are
+        # the counted runs below. A real second device is measured after the CPU figures (interop.py).
+        proxy_entries = [] if choose_pair(list(devices))[1] else None
         for n, img in enumerate(images):
             _emit(event="image", name=img.name, n=n)
-            result.images.append(_measure_image(codec, img, cond, devices, baseline_mib))
+            result.images.append(_measure_image(codec, img, cond, devices, baseline_mib, proxy_entries))
 
         # Counting at the resolutions of profile.toml (worst-case decoder) and the cross-check against
         # other counters: profiler/counting/meta.py and crosscheck.py.
@@ -274,7 +281,7 @@ def run_job(job: dict) -> RateResult:
 
         # Device interoperability: decode this rate point's bitstreams on another device (or a proxy
         # that changes float arithmetic), for the compliance rule: profiler/interop.py.
-        measure_interop(codec, build, rate, images, cond, devices, result)
+        measure_interop(codec, build, rate, images, cond, devices, result, proxy_entries)
 
         if "cuda" not in devices:
             result.not_measured["gpu"] = "not requested: --device cpu"

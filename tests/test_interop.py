@@ -73,3 +73,33 @@ def test_decode_failure_on_b_is_recorded():
     measure_interop(Fragile(), None, _Rate(), [img], None, ["cpu"], result)
     e = result.interop["images"][0]
     assert e["decode_error_b"] == "ValueError: cannot decode here" and "b" not in e
+
+
+def test_worker_uses_the_counted_run_as_device_a(ratectl):
+    """On the proxy pair the worker compares the counted run's bitstream and picture with the B decode,
+    instead of encoding and decoding on A again: the same entry as the standalone measurement, and the
+    codec's encode() runs once per image fewer."""
+    from profiler.conditions import load_conditions
+    from profiler.worker import _measure_image
+
+    class Counting(ratectl.RateControlledCodec):
+        encodes = 0
+
+        def encode(self, x):
+            Counting.encodes += 1
+            return super().encode(x)
+
+    cond = load_conditions(None)          # warm-up 1 (= the counted run) + 3 repeats
+    codec = Counting(1.0, torch.device("cpu"), float_entropy=True)
+    entries: list = []
+    _measure_image(codec, _image(), cond, ["cpu"], None, entries)
+    assert Counting.encodes == 1 + 3
+    result = RateResult(index=0, target_bpp=1.0)
+    measure_interop(codec, None, _Rate(), [_image()], None, ["cpu"], result, entries)
+    assert Counting.encodes == 4 and result.interop["images"] == entries
+    alone = RateResult(index=0, target_bpp=1.0)
+    measure_interop(codec, None, _Rate(), [_image()], None, ["cpu"], alone)
+    assert Counting.encodes == 5
+    (e,), (f,) = entries, alone.interop["images"]
+    assert e["bytes"] == f["bytes"] and e["max_abs_diff_8bit"] == f["max_abs_diff_8bit"] > 1
+    assert e["a"] == f["a"] and e["b"] == f["b"]

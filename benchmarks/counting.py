@@ -51,6 +51,7 @@ def one(counter: str, width: int, height: int, quality: int, threads: int) -> di
         options = {"arch": "cheng2020-anchor", "quality": quality}
         state_dict = None
         weights = None
+        index = 0
 
     codec = build(Rate())
     twin = meta_copy(codec)

@@ -63,8 +63,9 @@ def test_worst_decoder_breakdown_rolls_up_children(report):
 def test_compliance_view(report):
     verdict, rules = table.compliance_view(report)
     assert verdict == "fail"
-    assert [(r["id"], r["status"], r["limit"]) for r in rules] == [("decoder_kmac_px", "pass", 200.0),
-                                                                   ("rate_overshoot", "fail", 0.10)]
+    assert [(r["id"], r["status"], r["limit"]) for r in rules] == [("kmac.decoder", "pass", "reported"),
+                                                                   ("rates.mandatory", "fail", "all of 0.25, 0.5, 1 bpp")]
+    assert rules[1]["measured"] == "rate 1.0 failed to decode" and rules[1]["fix"].startswith("make the rate")
     report.compliance = {"rules": [{"id": "a", "status": "pass"}, {"id": "b", "status": "fail"}]}
     assert table.compliance_view(report)[0] == "fail"      # derived when the report states none
     report.compliance = None
@@ -136,17 +137,32 @@ def test_html_is_self_contained_and_shows_every_section(report):
     assert "Fixture CPU" in page and "Fixture GPU" in page                  # environment
     assert "<th>timing.repeats</th><td>3</td>" in page                        # test conditions
     assert "Rate 1 failed: decode: RuntimeError: boom" in page
-    assert "<td>rate_overshoot</td><td>fail</td>" in page
+    assert "<td>rates.mandatory</td><td>mandatory</td><td>fail</td><td>rate 1.0 failed to decode</td>" in page
 
 
 def test_console_shows_table_top_modules_and_verdict(report):
     con = Console(record=True, width=250)
     console.render(report, con)
     text = con.export_text()
-    assert "compliance verdict: fail" in text and "rate_overshoot: fail — rate 1.0 failed to decode" in text
+    assert "compliance verdict: fail" in text and "rates.mandatory: fail — rate 1.0 failed to decode → fix: make the rate point at 1 bpp run" in text
     line = next(x for x in text.splitlines() if "decoder.g_s.0" in x)
     assert "90.00" in line and "60.0 %" in line
     assert "worst-case decoder: 150.00 kMAC/px" in text
+
+
+def test_console_counting_lines_per_rate_and_grouped(report):
+    con = Console(record=True, width=250)
+    console.render(report, con)
+    text = con.export_text()
+    # rate 0.5: 150 kMAC/px strict, 242 vm (see test_txt_is_fixed_width); rate 0.25: 100 strict
+    assert "rate 0.5: decoder 150.00 kMAC/px strict, 242.00 vm; count complete" in text
+    assert "rate 0.25: decoder 100.00 kMAC/px strict" in text
+    # one model at two rates: one line for both
+    report.rates[1].images = report.rates[0].images
+    con = Console(record=True, width=250)
+    console.render(report, con)
+    text = con.export_text()
+    assert "rates 0.25–0.5 (2): decoder 100.00 kMAC/px strict" in text and "rate 0.5:" not in text
 
 
 def test_renderers_tolerate_absent_optional_fields(report):

@@ -72,30 +72,44 @@ def render_verdict(report: Report, console: Console) -> None:
     console.print(f"compliance verdict: [bold {colour}]{verdict}[/bold {colour}]")
     for r in rules:
         if str(r["status"]).lower() != "pass":
-            console.print(f"  {r['id']}: {r['status']} — {r['message'] or ''}")
+            fix = f" → fix: {r['fix']}" if r["fix"] else ""
+            console.print(f"  {r['id']}: {r['status']} — {r['measured'] or ''}{fix}", highlight=False)
 
 
 # ---- counting details (profiler/counting): strict vs vm, uncounted ops, cross-check --------------------
 def render_counting(report: Report, console: Console) -> None:
+    """Strict and vm figures, uncounted ops and the cross-check per rate point; consecutive rate points
+    with the same text (one model at several rates) are printed once."""
+    groups: list[tuple[list[float], str]] = []
     for r in report.ok_rates():
-        vm_dec = table.kmac_px_vm_max(r, "decoder")
-        uncounted: dict[str, int] = {}
-        for img in r.images:
-            for part in ("encoder", "decoder"):
-                for op, n in img.counts[part].get("uncounted", {}).items():
-                    uncounted[op] = uncounted.get(op, 0) + n
-        line = f"rate {r.target_bpp:g}: decoder {table.fmt(r.kmac_px_max('decoder'))} kMAC/px strict, " \
-               f"{table.fmt(vm_dec)} vm"
-        line += "; count complete" if not uncounted else \
-            "; [yellow]uncounted ops[/yellow]: " + ", ".join(f"{op}×{n}" for op, n in sorted(uncounted.items()))
+        text = _counting_text(r)
+        if groups and groups[-1][1] == text:
+            groups[-1][0].append(r.target_bpp)
+        else:
+            groups.append(([r.target_bpp], text))
+    for rates, text in groups:
+        label = f"rate {rates[0]:g}" if len(rates) == 1 else f"rates {rates[0]:g}–{rates[-1]:g} ({len(rates)})"
+        console.print(f"{label}: {text}", highlight=False)
+
+
+def _counting_text(r) -> str:
+    vm_dec = table.kmac_px_vm_max(r, "decoder")
+    uncounted: dict[str, int] = {}
+    for img in r.images:
         for part in ("encoder", "decoder"):
-            cc = r.crosscheck.get(part) or {}
-            if "counters" not in cc:
-                continue
-            diffs = ", ".join(f"{name} {v['relative_difference'] * 100:+.2f} %" if v.get("total") is not None
-                              else f"{name} failed" for name, v in cc["counters"].items())
-            flag = " [red]UNEXPLAINED DIFFERENCE[/red]" if cc.get("flagged") else ""
-            line += f"\n  cross-check {part} ({r.crosscheck['width']}×{r.crosscheck['height']}): {diffs}{flag}"
-            for text in cc.get("explanations", [])[:3]:
-                line += f"\n    {text}"
-        console.print(line)
+            for op, n in img.counts[part].get("uncounted", {}).items():
+                uncounted[op] = uncounted.get(op, 0) + n
+    line = f"decoder {table.fmt(r.kmac_px_max('decoder'))} kMAC/px strict, {table.fmt(vm_dec)} vm"
+    line += "; count complete" if not uncounted else \
+        "; [yellow]uncounted ops[/yellow]: " + ", ".join(f"{op}×{n}" for op, n in sorted(uncounted.items()))
+    for part in ("encoder", "decoder"):
+        cc = r.crosscheck.get(part) or {}
+        if "counters" not in cc:
+            continue
+        diffs = ", ".join(f"{name} {v['relative_difference'] * 100:+.2f} %" if v.get("total") is not None
+                          else f"{name} failed" for name, v in cc["counters"].items())
+        flag = " [red]UNEXPLAINED DIFFERENCE[/red]" if cc.get("flagged") else ""
+        line += f"\n  cross-check {part} ({r.crosscheck['width']}×{r.crosscheck['height']}): {diffs}{flag}"
+        for text in cc.get("explanations", [])[:3]:
+            line += f"\n    {text}"
+    return line

@@ -161,7 +161,7 @@ def render(report: Report) -> str:
 
     parts.append("<h2>Compliance</h2>")
     if rules:
-        parts.append(html_table(["id", "status", "value", "limit", "message"], rules))
+        parts.append(html_table(list(table.RULE_KEYS), rules))
     else:
         parts.append(f"<p>{escape(verdict)}: no rule results in this report.</p>")
 

@@ -118,12 +118,15 @@ def fmt(value, column: str = "") -> str:
 
 # -- views shared by the richer renderers (console, txt, html, vm export, aggregate) ---------------
 
+RULE_KEYS = ("id", "level", "status", "measured", "limit", "fix")
+
+
 def compliance_view(report: Report) -> tuple[str, list[dict]]:
     """(verdict, rules) from `report.compliance`, tolerant of its absence.
 
     The verdict is the report's own when it states one; otherwise "fail" if any mandatory rule
     failed, "pass" if rules were evaluated and none failed, and "not evaluated" without rules.
-    Each rule is `{id, status, value, limit, message}` (missing keys are None).
+    Each rule is `RULE_KEYS` of the rules engine's result (profiler/compliance.py; missing keys are None).
     """
     comp = report.compliance
     if not comp:
@@ -131,7 +134,7 @@ def compliance_view(report: Report) -> tuple[str, list[dict]]:
     raw = comp.get("rules") or comp.get("results") or []
     if isinstance(raw, dict):
         raw = [{"id": k, **v} for k, v in raw.items()]
-    rules = [{k: r.get(k) for k in ("id", "status", "value", "limit", "message")} for r in raw]
+    rules = [{k: r.get(k) for k in RULE_KEYS} for r in raw]
     verdict = comp.get("verdict")
     if not verdict:
         statuses = {str(r["status"]).lower() for r in rules}

@@ -183,3 +183,12 @@ def test_write_all_writes_every_format(report, tmp_path):
     assert sorted(p.name for p in paths) == ["report.html", "report.json", "table.csv", "table.json", "table.md",
                                              "table.txt", "vm.json"]
     assert read_report(tmp_path / "report.json").summary["kmac_px_decoder_worst"] == 150.0
+
+
+def test_html_breakdown_leaves_out_scopes_without_macs(report):
+    img = report.rates[1].images[0]
+    img.counts["decoder"]["per_module"]["decoder.g_s.1.beta_reparam"] = {"macs": 0, "vm_macs": 0, "bias": 0,
+                                                                         "elements": {"arithmetic": 64}}
+    names = [m["module"] for m in html.worst_modules(report)]
+    assert "decoder.g_s.1.beta_reparam" not in names
+    assert names[:2] == ["decoder.g_s", "decoder.g_s.0"]      # 2.4e9 and 1.8e9 MACs

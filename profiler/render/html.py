@@ -113,11 +113,13 @@ def report_plots(report: Report) -> list[str]:
 
 
 def worst_modules(report: Report) -> list[dict]:
-    """Modules of the worst-case decoder, two levels deep (`decoder.g_s`) and deeper, largest first."""
+    """Modules of the worst-case decoder, two levels deep (`decoder.g_s`) and deeper, largest first; scopes
+    that executed no MAC (a GDN's reparametrisation, the entropy model's bounds) are left out."""
     where, pm = table.worst_decoder_breakdown(report)
     if where is None:
         return []
-    return [m for m in table.module_rows(pm, where["width"], where["height"]) if m["module"] != "decoder"]
+    return [m for m in table.module_rows(pm, where["width"], where["height"])
+            if m["module"] != "decoder" and m["macs"] > 0]
 
 
 def render(report: Report) -> str:

@@ -24,3 +24,22 @@ def run_cli(*args: str, cwd: Path | None = None):
 
     return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, timeout=900)
+
+
+class NetworksCodec:
+    """A codec double for counting tests: its networks are `self.encoder` / `self.decoder` (set by the
+    subclass); encode/decode code nothing."""
+
+    def encode_networks(self, x):
+        return self.encoder(x)
+
+    def decode_networks(self, y):
+        return self.decoder(y)
+
+    def encode(self, x):
+        return b""
+
+    def decode(self, bits):
+        import torch
+
+        return torch.zeros(1)

@@ -7,6 +7,8 @@ from torch import nn
 from profiler.counting.crosscheck import attribute, crosscheck_codec, crosscheck_part, part_inputs
 from profiler.report import RateResult
 
+from conftest import NetworksCodec
+
 # 16×16 input. Encoder: Conv2d 3→4 k5 s2 (to 8×8) then GDN(4) (a 1×1 conv 4→4 on x², with a bias).
 CONV = 8 * 8 * 4 * 3 * 25          # 19 200
 GDN_MACS = 8 * 8 * 4 * 4           # 1 024
@@ -15,23 +17,11 @@ BIAS = 8 * 8 * 4                   # one add per output element, conv and GDN al
 DECONV = 8 * 8 * 4 * 3 * 25        # 19 200
 
 
-class SmallCodec:
+class SmallCodec(NetworksCodec):
     def __init__(self):
         torch.manual_seed(0)
         self.encoder = nn.Sequential(nn.Conv2d(3, 4, 5, stride=2, padding=2), GDN(4))
         self.decoder = nn.Sequential(nn.ConvTranspose2d(4, 3, 5, stride=2, padding=2, output_padding=1))
-
-    def encode_networks(self, x):
-        return self.encoder(x)
-
-    def decode_networks(self, y):
-        return self.decoder(y)
-
-    def encode(self, x):
-        return b""
-
-    def decode(self, bits):
-        return torch.zeros(1)
 
 
 def test_totals_and_attribution():

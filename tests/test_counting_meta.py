@@ -14,6 +14,8 @@ from profiler.counting.meta import count_at, count_networks, count_resolutions, 
 from profiler.report import RateResult, Report
 from profiler.submission import load_entry, load_submission
 
+from conftest import NetworksCodec
+
 
 class _Rate:
     def __init__(self, arch, quality=1):
@@ -72,15 +74,19 @@ def test_3840x2160_on_meta_allocates_no_activation(hyperprior):
     assert grown_mib < 300      # real tensors: several GB (complexity-facts.md §4)
 
 
+def _real_decode_macs(codec, size: int = 64) -> int:
+    """MACs of the codec's real decode() (rANS included) of a noise picture's bitstream."""
+    with torch.no_grad():
+        bits = codec.encode(torch.rand(1, 3, size, size))
+        _, dec_call = count_call(codec.decode, bits, roots={"decoder": codec.decoder}, root_name="decoder")
+    return dec_call.macs
+
+
 def test_autoregressive_meta_equals_serial_decode():
     codec = build_compressai(_Rate("mbt2018"))
     _, dec = count_networks(meta_copy(codec), 64, 64, "meta")
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        bits = codec.encode(x)
-        _, dec_call = count_call(codec.decode, bits, roots={"decoder": codec.decoder}, root_name="decoder")
     # the per-position F.conv2d loop of decompress() adds up to the dense context model exactly
-    assert dec.macs == dec_call.macs
+    assert dec.macs == _real_decode_macs(codec)
     ctx_dense = 4 * 4 * 384 * 192 * 25          # MaskedConv2d M→2M k5 at 16 latent positions (M=192)
     assert dec.per_module["decoder.context_prediction"].macs == ctx_dense
 
@@ -93,11 +99,7 @@ def test_checkerboard_meta_equals_two_pass_decode_and_fvcore():
 
     codec = build_compressai(_Rate("cheng2020-anchor-checkerboard"))
     _, dec = count_networks(meta_copy(codec), 64, 64, "meta")
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        bits = codec.encode(x)
-        _, dec_call = count_call(codec.decode, bits, roots={"decoder": codec.decoder}, root_name="decoder")
-    assert dec.macs == dec_call.macs
+    assert dec.macs == _real_decode_macs(codec)
     n, positions = 128, 4 * 4                   # quality 1: N = 128; y is 4×4 at 64×64
     ctx = 2 * positions * (2 * n) * n * 25      # two passes over the whole latent
     params = positions * (4 * n * (10 * n // 3) + (10 * n // 3) * (8 * n // 3) + (8 * n // 3) * 2 * n)
@@ -117,24 +119,12 @@ class _NeedsValues(nn.Module):
         return F.avg_pool2d(x, 2) / scale
 
 
-class _ValueCodec:
+class _ValueCodec(NetworksCodec):
     """encode_networks reads a value: the meta path fails and the real networks are counted."""
 
     def __init__(self):
         self.encoder = nn.Sequential(nn.Conv2d(3, 2, 1), _NeedsValues())
         self.decoder = nn.Sequential(nn.Conv2d(2, 3, 1))
-
-    def encode_networks(self, x):
-        return self.encoder(x)
-
-    def decode_networks(self, y):
-        return self.decoder(y)
-
-    def encode(self, x):
-        return b""
-
-    def decode(self, b):
-        return torch.zeros(1)
 
 
 def test_meta_failure_says_why_and_falls_back():

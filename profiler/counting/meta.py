@@ -51,27 +51,25 @@ def count_networks(codec: Any, width: int, height: int, device: str = "meta"
                    ) -> tuple[CountResult, CountResult]:
     """(encoder count, decoder count) of the codec's networks for a width×height image on `device`."""
     image = torch.zeros(1, 3, height, width, device=device)
-    with torch.no_grad():
-        enc = OpCounter({"encoder": codec.encoder}, "encoder")
-        with enc:
-            latents = codec.encode_networks(image)
-        dec = OpCounter({"decoder": codec.decoder}, "decoder")
-        with dec:
-            codec.decode_networks(latents)
-    return enc.result(), dec.result()
+    return _count_parts(codec, codec.encode_networks, codec.decode_networks, image)
 
 
 def count_real_calls(codec: Any, width: int, height: int) -> tuple[CountResult, CountResult]:
     """(encoder, decoder) counts of the real encode()/decode() of a fixed noise image."""
     gen = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, height, width, generator=gen)
+    return _count_parts(codec, codec.encode, codec.decode, image)
+
+
+def _count_parts(codec: Any, encode, decode, image: torch.Tensor) -> tuple[CountResult, CountResult]:
+    """`decode(encode(image))`, the encoder's call and the decoder's call each counted on its own."""
     with torch.no_grad():
         enc = OpCounter({"encoder": codec.encoder}, "encoder")
         with enc:
-            bits = codec.encode(image)
+            latents = encode(image)
         dec = OpCounter({"decoder": codec.decoder}, "decoder")
         with dec:
-            codec.decode(bits)
+            decode(latents)
     return enc.result(), dec.result()
 
 

@@ -84,6 +84,12 @@ class IntegerHyperSynthesis(nn.Module):
         self._bits = (int(self.input_bits), [int(b) for b in self.weight_bits], [int(b) for b in self.act_bits])
 
     def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
+        # cuDNN may pick FFT or Winograd algorithms, which round even integer inputs; with it off, CUDA
+        # (like the CPU) computes these convolutions as im2col + GEMM, exact for integers below 2^53.
+        with torch.backends.cudnn.flags(enabled=False):
+            return self._integer_forward(z_hat)
+
+    def _integer_forward(self, z_hat: torch.Tensor) -> torch.Tensor:
         fin, weight_bits, act_bits = self._bits
         x = torch.round(z_hat.double() * 2.0 ** fin)
         top = 2.0 ** ACT_BITS - 1

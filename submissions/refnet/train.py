@@ -1,6 +1,6 @@
 """Train RefNet (codec.py) on CPU and write weights/refnet.safetensors.
 
-    .venv/bin/python submissions/refnet/train.py [--steps 8000] [--threads 2] [--out PATH]
+    .venv/bin/python submissions/refnet/train.py [--steps 8000] [--lr 2e-4] [--threads 2] [--out PATH]
 
 Training photographs — bundled with packages the suite installs, none of them a default test image
 (astronaut, coffee, chelsea, rocket):
@@ -88,7 +88,7 @@ class Crops:
         return torch.from_numpy(out)
 
 
-def train(steps: int, seed: int = 0) -> tuple[RefNet, Crops]:
+def train(steps: int, seed: int = 0, lr: float = 2e-4) -> tuple[RefNet, Crops]:
     torch.manual_seed(seed)
     images = training_images()
     print(f"{len(images)} training images (with scales): {', '.join(n for n, _ in images)}")
@@ -97,14 +97,14 @@ def train(steps: int, seed: int = 0) -> tuple[RefNet, Crops]:
     model.train()
     main = [p for n, p in model.named_parameters() if not n.endswith("quantiles") and not n.startswith("h_s_int")]
     aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    opt = torch.optim.Adam(main, lr=2e-4)
+    opt = torch.optim.Adam(main, lr=lr)
     aux_opt = torch.optim.Adam(aux, lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for i in range(steps):
         if i == int(steps * 0.8):
             for g in opt.param_groups:
-                g["lr"] = 5e-5
+                g["lr"] = lr / 4
         x = data.batch(BATCH)
         u = torch.rand(BATCH, generator=gen) * (LOG2_Q[1] - LOG2_Q[0]) + LOG2_Q[0]
         q = 2.0 ** u
@@ -152,15 +152,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--out", type=Path, default=HERE / "weights" / "refnet.safetensors")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from safetensors.torch import save_file
 
-    model, data = train(args.steps, args.seed)
+    model, data = train(args.steps, args.seed, args.lr)
     state = finish(model, data)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(args.out), metadata={"steps": str(args.steps), "seed": str(args.seed),
+    save_file(state, str(args.out), metadata={"steps": str(args.steps), "seed": str(args.seed), "lr": str(args.lr),
                                               "lambda_ref": str(LAMBDA_REF), "log2_q": str(LOG2_Q)})
     size = args.out.stat().st_size
     print(f"wrote {args.out} ({size / 2 ** 20:.1f} MiB, {sum(v.numel() for v in state.values()):,} values)")

@@ -18,6 +18,7 @@ import gc
 import math
 import os
 import resource
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -151,57 +152,59 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@contextmanager
+def _nvml_session():
+    """pynvml, initialised, for the `with` block (shut down after it); None where NVML is absent or fails
+    to start. Imported lazily, so a CPU-only run never depends on it."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:
+        yield None
+        return
+    try:
+        yield pynvml
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
 def nvml_device_used_mib(index: int | None = 0) -> dict | None:
     """Device-level used memory (includes the CUDA context) from NVML, or None where NVML is absent.
 
-    Uses only the core calls both the maintained nvidia-ml-py and the old pynvml 8.0.4 provide, imported
-    lazily, so a CPU-only run never depends on it.
+    Uses only the core calls both the maintained nvidia-ml-py and the old pynvml 8.0.4 provide.
     """
     if index is None:
         return None
-    try:
-        import pynvml
-    except Exception:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except Exception:
-        return None
-    try:
-        if index >= pynvml.nvmlDeviceGetCount():
+    with _nvml_session() as nvml:
+        if nvml is None:
             return None
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        out = parse_nvml_memory(pynvml.nvmlDeviceGetName(handle), pynvml.nvmlDeviceGetMemoryInfo(handle))
         try:
-            out["driver"] = _text(pynvml.nvmlSystemGetDriverVersion())
+            if index >= nvml.nvmlDeviceGetCount():
+                return None
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            out = parse_nvml_memory(nvml.nvmlDeviceGetName(handle), nvml.nvmlDeviceGetMemoryInfo(handle))
         except Exception:
-            pass
+            return None
+        driver = _nvml_driver(nvml)
+        if driver is not None:
+            out["driver"] = driver
         return out
-    except Exception:
-        return None
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
 
 
 def nvml_driver_version() -> str | None:
-    try:
-        import pynvml
+    with _nvml_session() as nvml:
+        return None if nvml is None else _nvml_driver(nvml)
 
-        pynvml.nvmlInit()
-    except Exception:
-        return None
+
+def _nvml_driver(nvml) -> str | None:
     try:
-        return _text(pynvml.nvmlSystemGetDriverVersion())
+        return _text(nvml.nvmlSystemGetDriverVersion())
     except Exception:
         return None
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
 
 
 def nvml_for_torch_device(torch_index: int) -> dict | None:

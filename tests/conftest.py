@@ -12,6 +12,28 @@ def tiny_dir() -> Path:
     return CODECS / "tiny"
 
 
+# A valid manifest (two rate points, one with weights), the base of the submission and bad-input tests.
+VALID_MANIFEST = """
+[submission]
+proponent = "Acme Labs"
+codec = "AcmeNet"
+version = "1.0"
+entry = "codec:build"
+
+[precision]
+encoder = "float32"
+decoder = "int8"
+
+[[rates]]
+target_bpp = 0.06
+weights = "weights/r006.safetensors"
+options = { quality = 1 }
+
+[[rates]]
+target_bpp = 0.5
+"""
+
+
 def write_manifest(directory: Path, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "submission.toml").write_text(text)

@@ -14,27 +14,9 @@ from safetensors.torch import save_file
 
 from profiler.cli import main
 
-from conftest import run_cli, write_manifest
+from conftest import VALID_MANIFEST, run_cli, write_manifest
 
-VALID = """
-[submission]
-proponent = "Acme Labs"
-codec = "AcmeNet"
-version = "1.0"
-entry = "codec:build"
-
-[precision]
-encoder = "float32"
-decoder = "int8"
-
-[[rates]]
-target_bpp = 0.06
-weights = "weights/r006.safetensors"
-options = { quality = 1 }
-
-[[rates]]
-target_bpp = 0.5
-"""
+VALID = VALID_MANIFEST
 
 # build() would leave a marker if anything of the submission ran during validation.
 CODEC = """

@@ -7,27 +7,9 @@ import pytest
 from profiler.errors import InputError
 from profiler.submission import load_submission
 
-from conftest import run_cli, write_manifest
+from conftest import VALID_MANIFEST, run_cli, write_manifest
 
-VALID = """
-[submission]
-proponent = "Acme Labs"
-codec = "AcmeNet"
-version = "1.0"
-entry = "codec:build"
-
-[precision]
-encoder = "float32"
-decoder = "int8"
-
-[[rates]]
-target_bpp = 0.06
-weights = "weights/r006.safetensors"
-options = { quality = 1 }
-
-[[rates]]
-target_bpp = 0.5
-"""
+VALID = VALID_MANIFEST
 
 
 def make_valid(tmp_path: Path) -> Path:

@@ -95,6 +95,9 @@ def entry(width: int, height: int, enc: CountResult | None, dec: CountResult | N
         out[f"uncounted_{part}"] = dict(res.uncounted)
     if dec is not None:
         out["top_modules_decoder"] = [[k, v] for k, v in top_modules(dec.per_module, 8)]
+        # The whole breakdown, so that a worst case found at this resolution is shown with its own
+        # per-module costs (not a test picture's).
+        out["per_module_decoder"] = dec.to_dict()["per_module"]
     if note:
         out["note"] = note
     return out

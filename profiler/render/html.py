@@ -155,6 +155,9 @@ def render(report: Report) -> str:
     mods = worst_modules(report)
     if mods:
         parts.append("<h2>Worst-case decoder, per module</h2>")
+        where, _ = table.worst_decoder_breakdown(report)
+        parts.append(f"<p>At {where['target_bpp']:g} bpp, {escape(str(where['image'] or 'resolution count'))} "
+                     f"{where['width']}×{where['height']}: {where['macs']:,} MACs.</p>")
         parts.append("<p class=small>MACs including children; <i>self</i> is what the module executed outside its "
                      "children. kMAC/px over the picture the decoder produced.</p>")
         parts.append(html_table(["module", "macs", "self_macs", "kmac_px", "self_kmac_px", "share"],

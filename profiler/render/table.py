@@ -158,7 +158,7 @@ def worst_decoder_breakdown(report: Report) -> tuple[dict | None, dict[str, dict
                             "height": img.height, "kmac_px": k, "macs": img.macs("decoder")},
                         img.counts["decoder"].get("per_module", {}))
         for res in r.resolutions:
-            pm = res.get("per_module") or (res.get("counts") or {}).get("decoder", {}).get("per_module")
+            pm = res.get("per_module_decoder")
             k = res.get("kmac_px_decoder")
             if pm and k is not None and (best is None or k > best[0]):
                 best = (k, {"target_bpp": r.target_bpp, "image": None, "width": res.get("width"),

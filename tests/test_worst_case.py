@@ -1,0 +1,44 @@
+"""The worst-case decoder and its per-module breakdown come from the same call.
+
+`tests/codecs/attention` attends over every latent position (no weights): its decoder costs
+8·P² MACs for the attention (P = W·H/64 latent positions, E = 4 channels: L·S·E + L·S·E) plus
+C_in·C_out·k² = 4·3·64 per latent position for the transposed convolution. Per pixel that grows with
+the picture, so the worst case is the largest counted resolution, 3840×2160, never the test picture.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import CODECS, run_cli
+
+W, H = 3840, 2160
+P = (W // 8) * (H // 8)                       # 129,600 latent positions
+ATTN = 2 * P * P * 4                          # q·kᵀ and a·v, E = 4
+UNPATCH = P * 4 * 3 * 8 * 8                   # per input position: C_in · C_out · k²
+TOTAL = ATTN + UNPATCH
+
+
+@pytest.mark.slow
+def test_worst_case_at_a_resolution_is_broken_down_from_that_resolution(tmp_path):
+    out = tmp_path / "out"
+    res = run_cli(str(CODECS / "attention"), "--quick", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    # The console names the resolution and shows the attention's own cost there: 16.20 kMAC/px.
+    assert re.search(r"top decoder modules at 0\.5 bpp, resolution\s+count 3840×2160", res.stdout), res.stdout
+    assert re.search(r"decoder\.attn\s*│\s*16\.20", res.stdout)
+    assert re.search(r"decoder\.unpatch\s*│\s*0\.01", res.stdout)
+    # The HTML breakdown is that resolution's, and its rows add up to the summary's worst case.
+    html = (out / "report.html").read_text()
+    section = html[html.index("<h2>Worst-case decoder, per module</h2>"):]
+    section = section[:section.index("</table>")]
+    assert "3840×2160" in section
+    assert f"<td>decoder.attn</td><td class=num>{ATTN:,}</td>" in section
+    assert f"<td>decoder.unpatch</td><td class=num>{UNPATCH:,}</td>" in section
+    summary = report["summary"]
+    assert summary["kmac_px_decoder_worst"] == pytest.approx(TOTAL / (W * H) / 1000)
+    assert summary["kmac_px_decoder_worst_at"]["width"] == W

@@ -9,7 +9,8 @@ from pathlib import Path
 from .errors import InputError
 from .tomlcheck import get, non_negative, positive, read_toml
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "profile.toml"
+# Shipped in the package (package data), so a wheel install has it; the repository's profile.toml links here.
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "profile.toml"
 
 # The mandatory JPEG AI target rates (bpp): used when profile.toml names none and by tests.
 JPEGAI_TARGET_RATES = (0.03, 0.06, 0.12, 0.25, 0.50, 0.75, 1.00, 1.50, 2.00)

@@ -1,10 +1,6 @@
 """jpegai-profile: complexity and profiling suite for learned image codecs submitted to JPEG AI."""
 
-__version__ = "0.1.0"
-
-# Version of the report.json schema. Bump the minor for added fields, the major for changes that
-# break readers (renamed or removed fields, changed units).
-SCHEMA_VERSION = "1.1"
+from .version import SCHEMA_VERSION, __version__
 
 
 
@@ -15,11 +11,12 @@ def load_report(path):
     return _load(path)
 
 
-def aggregate(paths):
-    """Reports (files, or folders searched for report.json) → one cross-proponent pandas DataFrame."""
+def aggregate(paths, complete_only: bool = False):
+    """Reports (files, or folders searched for report.json) → one cross-proponent pandas DataFrame;
+    `complete_only` leaves out reports of runs that did not finish."""
     from .aggregation import aggregate as _aggregate
 
-    return _aggregate(paths)
+    return _aggregate(paths, complete_only=complete_only)
 
 
 __all__ = ["__version__", "SCHEMA_VERSION", "load_report", "aggregate"]

@@ -6,7 +6,12 @@ kMAC/px, median CPU/GPU times over the rate points, peak GPU memory, precision, 
 
 Reports are never mixed silently: a report whose schema major version this tool cannot read is refused
 (InputError, exit 2), and a report made under different test conditions than the others is kept but
-flagged in the `warning` column, which names each differing condition.
+flagged in the `warning` column, which names each differing condition. A report of a run that did not
+finish is flagged the same way (`complete` false, the missing rate points named in `warning`), or left
+out with `complete_only`. A malformed report is one InputError naming the file, never a traceback.
+
+Every figure comes from profiler/derive.py through the standard table (render/table.py); the command
+line (arguments, printing) is profiler/cli/aggregate.py.
 
 (Named `aggregation`, not `aggregate`: `profiler.aggregate` is the notebook function, and a submodule of
 the same name would replace it on the package once imported.)
@@ -22,9 +27,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import derive
 from .errors import InputError
+from .model.io import read_report
+from .model.report import Report
 from .render import table
-from .report import Report, read_report
+from .render.escape import csv_cell, html as escape, markdown_cell, markdown_code, markdown_text
 
 RATE_COLUMNS = table.COLUMNS
 SUMMARY_COLUMNS = ["params_largest_model", "params_total", "kmac_px_decoder_worst", "kmac_px_encoder_max",
@@ -33,35 +41,62 @@ SUMMARY_COLUMNS = ["params_largest_model", "params_total", "kmac_px_decoder_wors
 NUMERIC_RATE_COLUMNS = [c for c in RATE_COLUMNS if c not in ("proponent", "codec", "status", "precision_encoder",
                                                              "precision_decoder")]
 INT_COLUMNS = ["params_encoder", "params_decoder", "params_largest_model", "params_total"]
-META_COLUMNS = ["schema_version", "conditions", "warning", "report"]
+META_COLUMNS = ["schema_version", "conditions", "complete", "missing_rates", "warning", "report"]
 # Condition fields that never make reports incomparable: where the conditions were read from.
 IGNORED_CONDITIONS = {"source"}
 
 
 def _none_if_nm(v):
-    return None if table.is_not_measured(v) else v
+    return None if table.is_not_measured(v) else float(v) if isinstance(v, table.AtLeast) else v
+
+
+def _rates_text(rates: list[float]) -> str:
+    return " ".join(f"{t:g}" for t in rates)
 
 
 def rate_frame(report: Report, path: str = "") -> pd.DataFrame:
-    """The standard table of one report as a DataFrame; not-measured figures are NaN."""
+    """The standard table of one report as a DataFrame; not-measured figures are NaN.
+
+    `attrs`: the summary (over the rate points measured), the verdict, why figures are missing, and
+    whether the run finished (`complete`; `missing_rates`: planned rate points it has no result for).
+    """
     rows = [{k: _none_if_nm(v) for k, v in r.items()} for r in table.rows(report)]
     df = pd.DataFrame(rows, columns=RATE_COLUMNS)
     for c in NUMERIC_RATE_COLUMNS:   # NaN, not None, where not measured: numeric columns for notebooks
         df[c] = pd.to_numeric(df[c].astype(object).where(df[c].notna(), float("nan")))
     df.attrs["summary"] = {k: _none_if_nm(v) for k, v in table.summary(report).items()}
+    df.attrs["summary_count_complete"] = table.summary_counts_complete(report)
     df.attrs["verdict"] = table.compliance_view(report)[0]
     df.attrs["not_measured"] = table.not_measured_reasons(report)
     df.attrs["schema_version"] = report.schema_version
+    df.attrs["complete"] = derive.is_complete(report)
+    df.attrs["missing_rates"] = derive.missing_rates(report)
+    df.attrs["planned_rates"] = derive.planned_rates(report)
+    df.attrs["unfinished"] = table.unfinished(report)
     df.attrs["path"] = path
     return df
+
+
+def read(path: str | Path) -> Report:
+    """One report file → Report; anything malformed is one InputError naming the file."""
+    try:
+        report = read_report(path)
+        # what the schema lets through but the figures cannot be made from (a picture without counts)
+        table.rows(report), table.summary(report)
+    except InputError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
+        raise InputError(path, None, f"not a readable report ({type(exc).__name__}: {exc})") from None
+    return report
 
 
 def load_report(path: str | Path) -> pd.DataFrame:
     """Read one report.json into its standard table (one row per rate point).
 
-    `df.attrs` holds the summary, the compliance verdict and the reasons for not-measured figures.
+    `df.attrs` holds the summary, the compliance verdict, the reasons for not-measured figures, and
+    `complete` / `missing_rates` (a run that did not finish: its summary covers only what was measured).
     """
-    return rate_frame(read_report(path), str(path))
+    return rate_frame(read(path), str(path))
 
 
 def find_reports(dirs: list[str | Path]) -> list[Path]:
@@ -97,12 +132,23 @@ def comparable_conditions(conditions: dict) -> dict:
     return out
 
 
+def unfinished_warning(report: Report) -> str:
+    """'' for a finished run; else the warning naming the planned rate points never measured."""
+    if derive.is_complete(report):
+        return ""
+    missing = derive.missing_rates(report)
+    text = f"run not finished (state {report.run.state})"
+    if missing:
+        text += f": rate points {table.rates_text(missing)} not measured"
+    return text + "; summary over the rate points measured only"
+
+
 def condition_warnings(reports: list[Report]) -> list[str]:
     """Per report: '' when its conditions equal the reference, else the differing conditions named.
 
     The reference is the set of conditions most reports share (the first report's on a tie).
     """
-    flat = [comparable_conditions(r.conditions) for r in reports]
+    flat = [comparable_conditions(r.conditions.model_dump(mode="json")) for r in reports]
     keys = [json.dumps(f, sort_keys=True) for f in flat]
     common = Counter(keys).most_common()
     best = max(c for _, c in common)
@@ -118,7 +164,7 @@ def condition_warnings(reports: list[Report]) -> list[str]:
         msg = ("conditions differ: " + "; ".join(diffs)) if diffs else ""
         if rep.schema_version != ref_version:
             msg = "; ".join(m for m in (msg, f"schema {rep.schema_version} (others {ref_version})") if m)
-        out.append(msg)
+        out.append("; ".join(m for m in (unfinished_warning(rep), msg) if m))
     return out
 
 
@@ -135,9 +181,10 @@ def _max(vals: list) -> float | None:
 def summary_row(report: Report, rates: pd.DataFrame) -> dict:
     s = table.summary(report)
     ok = rates[rates["status"] == "ok"]
-    prec = report.submission.get("precision", {})
+    prec = report.submission.precision
     return {
-        "proponent": report.submission["proponent"], "codec": report.submission["codec"], "row": "summary",
+        "proponent": report.submission.proponent, "codec": report.submission.codec, "row": "summary",
+        "count_complete": table.summary_counts_complete(report),
         **{k: _none_if_nm(s[k]) for k in table.SUMMARY_KEYS},
         "median_enc_cpu_s": _median(list(ok["enc_cpu_s"])), "median_dec_cpu_s": _median(list(ok["dec_cpu_s"])),
         "median_enc_gpu_s": _median(list(ok["enc_gpu_s"])), "median_dec_gpu_s": _median(list(ok["dec_gpu_s"])),
@@ -152,12 +199,13 @@ def aggregate_reports(reports: list[Report], paths: list[str]) -> pd.DataFrame:
     frames = []
     for rep, path, warn in zip(reports, paths, warnings):
         rates = rate_frame(rep, path)
-        meta = {"schema_version": rep.schema_version, "conditions": rep.conditions.get("name"),
+        meta = {"schema_version": rep.schema_version, "conditions": rep.conditions.name,
+                "complete": derive.is_complete(rep), "missing_rates": _rates_text(derive.missing_rates(rep)),
                 "warning": warn, "report": path}
         rate_rows = rates.assign(row="rate", **meta)
         frames.append(rate_rows)
         frames.append(pd.DataFrame([{**summary_row(rep, rates), **meta}]))
-    df = pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     cols = ["proponent", "codec", "row"] + [c for c in RATE_COLUMNS if c not in ("proponent", "codec")]
     cols += SUMMARY_COLUMNS + META_COLUMNS
     for c in cols:
@@ -171,17 +219,30 @@ def aggregate_reports(reports: list[Report], paths: list[str]) -> pd.DataFrame:
     for c in INT_COLUMNS:
         df[c] = pd.array([None if _num(v) is None else int(v) for v in df[c]], dtype="Int64")
     df.attrs["warnings"] = {p: w for p, w in zip(paths, warnings) if w}
+    df.attrs["left_out"] = {}
     return df
 
 
-def aggregate(paths: list[str | Path]) -> pd.DataFrame:
+def aggregate(paths: list[str | Path], complete_only: bool = False) -> pd.DataFrame:
     """Read the reports (files, or folders searched for report.json) into one cross-proponent table.
 
-    Raises InputError for a report of a schema major version this tool cannot read.
+    `complete_only` leaves out reports of runs that did not finish (`df.attrs["left_out"]`: path → why).
+    Raises InputError for a malformed report or one of a schema major version this tool cannot read,
+    and when `complete_only` leaves nothing.
     """
     files = find_reports(list(paths))
-    reports = [read_report(p) for p in files]
-    return aggregate_reports(reports, [str(p) for p in files])
+    reports = [read(p) for p in files]
+    left_out = {}
+    if complete_only:
+        kept = [(r, p) for r, p in zip(reports, files) if derive.is_complete(r)]
+        left_out = {str(p): unfinished_warning(r) for r, p in zip(reports, files) if not derive.is_complete(r)}
+        if not kept:
+            raise InputError(", ".join(str(p) for p in paths), "--complete-only",
+                             f"none of the {len(files)} reports is of a finished run")
+        reports, files = [r for r, _ in kept], [p for _, p in kept]
+    df = aggregate_reports(reports, [str(p) for p in files])
+    df.attrs["left_out"] = left_out
+    return df
 
 
 # -- written outputs --------------------------------------------------------------------------------
@@ -201,11 +262,39 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_csv(df: pd.DataFrame) -> str:
-    return display_frame(df).to_csv(index=False, lineterminator="\n")
+    """Full precision; text a spreadsheet would evaluate (`=`, `+`, `-`, `@` first) gets a leading `'`."""
+    disp = display_frame(df)
+    for c in disp.columns:
+        disp[c] = [csv_cell(v) for v in disp[c]]
+    return disp.to_csv(index=False, lineterminator="\n")
 
 
-def _md_cell(v, c: str) -> str:
-    return table.fmt(v, c).replace("|", "\\|") if v != "" else ""
+def _shown(r, c: str) -> str:
+    """A cell as the text tables show it: kMAC/px of an incomplete count as a lower bound."""
+    v = r[c]
+    if c.startswith("kmac_px") and _is_false(r.get("count_complete")) and _num(v) is not None \
+            and not table.is_not_measured(v) and v != "":
+        return table.fmt(table.AtLeast(v), c)
+    return table.fmt(v, c)
+
+
+def summary_cell(r, c: str) -> str:
+    """A cell of a displayed row as text (plain, unescaped), with the unfinished mark on the codec."""
+    return _shown(r, c) + (_mark(r) if c == "codec" else "")
+
+
+def _md_cell(r, c: str) -> str:
+    return markdown_cell(_shown(r, c)) if r[c] != "" else ""
+
+
+def _is_false(v) -> bool:
+    """False as a flag (a Python or numpy bool, or 0.0 in a float column), not a missing value."""
+    return v is not None and not isinstance(v, str) and _num(v) is not None and not bool(v)
+
+
+def _mark(r) -> str:
+    """The visible mark of a row of an unfinished run."""
+    return " (unfinished)" if _is_false(r.get("complete")) else ""
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -213,15 +302,19 @@ def to_markdown(df: pd.DataFrame) -> str:
     lines = ["# JPEG AI complexity — all proponents", ""]
     warns = df.attrs.get("warnings") or {}
     for path, w in warns.items():
-        lines.append(f"> **Warning** — `{path}`: {w}")
-    if warns:
+        lines.append(f"> **Warning** — `{markdown_code(path)}`: {markdown_text(w)}")
+    for path, w in (df.attrs.get("left_out") or {}).items():
+        lines.append(f"> **Left out** (--complete-only) — `{markdown_code(path)}`: {markdown_text(w)}")
+    if warns or df.attrs.get("left_out"):
         lines.append("")
     for kind, title, cols in (("summary", "Summary per proponent", ["proponent", "codec"] + SUMMARY_COLUMNS + ["warning"]),
                               ("rate", "Per rate point", ["proponent", "codec"] + [c for c in RATE_COLUMNS if c not in
                                                                                    ("proponent", "codec")] + ["warning"])):
         lines += [f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for _, r in disp[disp["row"] == kind].iterrows():
-            lines.append("| " + " | ".join(_md_cell(r[c], c) for c in cols) + " |")
+            cells = [_md_cell(r, c) for c in cols]
+            cells[1] += _mark(r)
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -259,17 +352,19 @@ def _num(v):
 
 
 def to_html(df: pd.DataFrame) -> str:
-    from html import escape
-
     from .render.html import CSS, SCRIPT, figure, verdict_class
 
     disp = display_frame(df)
     parts = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
              "<title>JPEG AI complexity — all proponents</title>", f"<style>{CSS}.warn{{background:#fff3cd;"
-             "border:1px solid #e0b000;padding:.5em;margin:.5em 0}} tr.flagged td{{background:#fff8e1}}</style>",
+             "border:1px solid #e0b000;padding:.5em;margin:.5em 0}} tr.flagged td{{background:#fff8e1}} "
+             ".unfinished{color:#a15c00;font-weight:bold}</style>",
              "</head><body><h1>JPEG AI complexity — all proponents</h1>"]
     for path, w in (df.attrs.get("warnings") or {}).items():
         parts.append(f"<div class=warn><b>Warning</b> — <code>{escape(path)}</code>: {escape(w)}</div>")
+    for path, w in (df.attrs.get("left_out") or {}).items():
+        parts.append(f"<div class=warn><b>Left out</b> (--complete-only) — <code>{escape(path)}</code>: "
+                     f"{escape(w)}</div>")
 
     def tbl(kind, cols):
         out = ["<div style='overflow-x:auto'><table><tr>" + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>"]
@@ -283,8 +378,11 @@ def to_html(df: pd.DataFrame) -> str:
                     cells.append("<td class=nm>n/m</td>")
                 else:
                     num = isinstance(v, (int, float)) and not isinstance(v, bool)
-                    cells.append(f"<td{' class=num' if num else ''}>{escape(table.fmt(v, c))}</td>")
-            out.append(f"<tr{' class=flagged' if r['warning'] else ''}>" + "".join(cells) + "</tr>")
+                    mark = (" <span class=unfinished title='run not finished'>⚠ unfinished</span>"
+                            if c == "codec" and _mark(r) else "")
+                    cells.append(f"<td{' class=num' if num else ''}>{escape(_shown(r, c))}{mark}</td>")
+            classes = " ".join(k for k, on in (("flagged", r["warning"]), ("incomplete", _mark(r))) if on)
+            out.append((f"<tr class='{classes}'>" if classes else "<tr>") + "".join(cells) + "</tr>")
         return "\n".join(out + ["</table></div>"])
 
     parts.append("<h2>Summary per proponent</h2>")
@@ -306,38 +404,3 @@ def write_outputs(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         (out_dir / name).write_text(text, encoding="utf-8")
         paths.append(out_dir / name)
     return paths
-
-
-def main(argv: list[str]) -> int:
-    """`jpegai-profile aggregate REPORTS_DIR... [--out DIR]`."""
-    import argparse
-    import sys
-
-    from rich.console import Console
-
-    from .cli import _Parser
-
-    p = _Parser(prog="jpegai-profile aggregate",
-                description="One cross-proponent table from every report.json below the given folders.")
-    p.add_argument("dirs", nargs="+", type=Path, help="folders searched for report.json (or report files)")
-    p.add_argument("--out", type=Path, default=Path("reports") / "aggregate",
-                   help="output folder (default: reports/aggregate/)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    args: argparse.Namespace = p.parse_args(argv)
-    df = aggregate(args.dirs)
-    written = write_outputs(df, args.out)
-    console = Console() if sys.stdout.isatty() else Console(width=200)
-    summ = df[df["row"] == "summary"]
-    from rich.table import Table
-    t = Table(title="JPEG AI complexity — all proponents")
-    cols = ["proponent", "codec", "params_largest_model", "params_total", "kmac_px_decoder_worst",
-            "kmac_px_encoder_max", "median_dec_cpu_s", "verdict"]
-    for c in cols:
-        t.add_column(c)
-    for _, r in display_frame(summ).iterrows():
-        t.add_row(*[table.fmt(r[c], c) for c in cols])
-    console.print(t)
-    for path, w in (df.attrs.get("warnings") or {}).items():
-        console.print(f"[yellow]warning[/yellow] {path}: {w}")
-    console.print("wrote " + ", ".join(str(p) for p in written))
-    return 0

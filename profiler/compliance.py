@@ -19,14 +19,15 @@ rule could not be measured. Measuring never happens here: only the Report is rea
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
+from . import derive
 from .conditions import DEFAULT_CONFIG, TestConditions
 from .errors import InputError
+from .model.report import NotMeasuredCode, RateResult, Report, RuleResult, Verdict
 from .precision import KNOWN_FORMS, parse_precision
 from .quality import bd_rate
-from .report import RateResult, Report
 
 PASS, FAIL, WARN, NOT_MEASURED = "pass", "fail", "warn", "not measured"
 LEVELS = ("mandatory", "recommended")
@@ -44,37 +45,6 @@ class Finding:
     details: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class RuleResult:
-    id: str
-    description: str
-    level: str
-    status: str
-    measured: str
-    limit: str
-    fix: str
-    details: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    verdict: str                      # "pass", "fail" or "incomplete"
-    rules: tuple[RuleResult, ...]
-    rules_source: str
-
-    @property
-    def passed(self) -> bool:
-        return self.verdict == PASS
-
-    def to_dict(self) -> dict:
-        return {"verdict": self.verdict, "rules_source": self.rules_source,
-                "rules": [asdict(r) for r in self.rules]}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Verdict":
-        return cls(d["verdict"], tuple(RuleResult(**r) for r in d["rules"]), d.get("rules_source", ""))
-
-
 Check = Callable[[Report, TestConditions, dict], Finding]
 CHECKS: dict[str, Check] = {}
 
@@ -87,10 +57,6 @@ def check(name: str) -> Callable[[Check], Check]:
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-
-def _same_rate(a: float, b: float) -> bool:
-    return abs(a - b) < 1e-9
-
 
 def _ok_rates(report: Report) -> list[RateResult]:
     return [r for r in report.rates if r.ok]
@@ -110,18 +76,18 @@ def _no_rates() -> Finding:
 def check_rate_points(report: Report, cond: TestConditions, rule: dict) -> Finding:
     """Every mandatory target rate has a rate point in the manifest, and it was profiled without error."""
     targets = [float(t) for t in rule.get("rates", cond.target_rates)]
-    declared = [float(r["target_bpp"]) for r in report.submission.get("rates", [])]
+    declared = [r.target_bpp for r in report.submission.rates]
     by_rate = {r.target_bpp: r for r in report.rates}
-    missing = [t for t in targets if not any(_same_rate(t, d) for d in declared)]
+    missing = [t for t in targets if not any(derive.same_rate(t, d) for d in declared)]
     failed, unprofiled = [], []
     for t in targets:
         if t in missing:
             continue
-        r = next((r for rt, r in by_rate.items() if _same_rate(rt, t)), None)
+        r = next((r for rt, r in by_rate.items() if derive.same_rate(rt, t)), None)
         if r is None:
             unprofiled.append(t)
         elif not r.ok:
-            failed.append((t, (r.error or {}).get("message", "unknown error")))
+            failed.append((t, r.error.message if r.error else "unknown error"))
     have = len(targets) - len(missing)
     measured = f"{have} of {len(targets)} target rates have a rate point"
     limit = "all of " + ", ".join(f"{t:g}" for t in targets) + " bpp"
@@ -168,7 +134,7 @@ def check_rate_overshoot(report: Report, cond: TestConditions, rule: dict) -> Fi
         fix = ("lower the rate of the " + ", ".join(f"{t:g}" for t in rates)
                + " bpp point(s) (a coarser quantiser or a model trained for a lower rate)")
         untrained = sorted({r.target_bpp for r in ok if r.target_bpp in rates
-                            and "random" in str((r.weights or {}).get("source", "")).lower()})
+                            and r.weights is not None and "random" in r.weights.source.lower()})
         if untrained:
             fix += ("; the weights of " + ", ".join(f"{t:g}" for t in untrained)
                     + " bpp are a random initialisation: train the model (rates of untrained weights are meaningless)")
@@ -179,7 +145,7 @@ def check_rate_overshoot(report: Report, cond: TestConditions, rule: dict) -> Fi
 @check("precision_declared")
 def check_precision_declared(report: Report, cond: TestConditions, rule: dict) -> Finding:
     """Each part declares its precision in a known form, with its number of bits."""
-    declared = report.submission.get("precision", {}) or {}
+    declared = report.submission.precision
     bad = []
     for part in ("encoder", "decoder"):
         value = declared.get(part)
@@ -198,25 +164,25 @@ def check_precision_weights(report: Report, cond: TestConditions, rule: dict) ->
     ok = _ok_rates(report)
     if not ok:
         return _no_rates()
-    declared = report.submission.get("precision", {}) or {}
+    declared = report.submission.precision
     problems: dict[str, dict] = {}
     unchecked = []
     for r in ok:
-        offending = (r.precision or {}).get("offending")
+        offending = r.precision.offending if r.precision is not None else None
         if offending is None:
             unchecked.append(r.target_bpp)
             continue
         for part, found in offending.items():
-            if found.get("error"):
-                problems.setdefault(part, {"count": 0, "numel": 0, "names": [], "error": found["error"]})
+            if found.error:
+                problems.setdefault(part, {"count": 0, "numel": 0, "names": [], "error": found.error})
                 continue
-            if found.get("count"):
+            if found.count:
                 p = problems.setdefault(part, {"count": 0, "numel": 0, "names": [], "rates": []})
-                p["count"] = max(p["count"], found["count"])
-                p["numel"] = max(p["numel"], found["numel"])
+                p["count"] = max(p["count"], found.count)
+                p["numel"] = max(p["numel"], found.numel)
                 p.setdefault("rates", []).append(r.target_bpp)
-                for o in found["parameters"]:
-                    label = f"{o['name']} ({o['dtype']}, {o['numel']})"
+                for o in found.parameters:
+                    label = f"{o.name} ({o.dtype}, {o.numel})"
                     if label not in p["names"]:
                         p["names"].append(label)
     limit = "every parameter representable in the declared precision"
@@ -246,13 +212,14 @@ def check_runtime(report: Report, cond: TestConditions, rule: dict) -> Finding:
     ok = _ok_rates(report)
     if not ok:
         return _no_rates()
-    missing, reasons, enc, dec = [], set(), [], []
+    missing, reasons, absent, enc, dec = [], set(), [], [], []
     for r in ok:
-        e, d = r.median_time(device, "encode"), r.median_time(device, "decode")
+        e, d = derive.median_time(r, device, "encode"), derive.median_time(r, device, "decode")
         if e is None or d is None:
             missing.append(r.target_bpp)
-            key = "gpu" if device == "cuda" else device
-            reasons.add(r.not_measured.get(key, f"no {device} timing in the report"))
+            nm = r.not_measured.get("gpu" if device == "cuda" else device)
+            reasons.add(nm.reason if nm else f"no {device} timing in the report")
+            absent.append(nm is not None and nm.code in (NotMeasuredCode.NO_DEVICE, NotMeasuredCode.NOT_REQUESTED))
         else:
             enc.append(e)
             dec.append(d)
@@ -261,7 +228,7 @@ def check_runtime(report: Report, cond: TestConditions, rule: dict) -> Finding:
                 f"(median per image) over {len(enc)} rate point(s)") if enc else ""
     if missing:
         # Missing because the machine has no such device: not measured. Otherwise the run failed to time it.
-        if device == "cuda" and all("no CUDA" in x or "not requested" in x for x in reasons):
+        if all(absent):
             return Finding(None, measured, limit, reason="; ".join(sorted(reasons)))
         return Finding(False, measured, limit, f"make encode/decode complete on {device} at "
                        + ", ".join(f"{t:g}" for t in missing) + " bpp (" + "; ".join(sorted(reasons)) + ")")
@@ -271,13 +238,13 @@ def check_runtime(report: Report, cond: TestConditions, rule: dict) -> Finding:
 @check("params_reported")
 def check_params_reported(report: Report, cond: TestConditions, rule: dict) -> Finding:
     """Parameters of the largest model and the total over rate points reported (optionally ≤ limit)."""
-    s = report.summary or report.compute_summary()
-    largest, total = s.get("params_largest_model"), s.get("params_total")
+    s = derive.summary(report)
+    largest, total = s.params_largest_model, s.params_total
     max_params = rule.get("limit")
     limit = "reported" + (f", largest model ≤ {int(max_params):,}" if max_params is not None else "")
     if largest is None or total is None:
         return Finding(None, limit=limit, reason="no rate point reported its parameters")
-    measured = f"largest model {largest:,} (at {s.get('params_largest_model_rate')} bpp), total {total:,}"
+    measured = f"largest model {largest:,} (at {s.params_largest_model_rate:g} bpp), total {total:,}"
     if max_params is not None and largest > max_params:
         return Finding(False, measured, limit, "reduce the parameters of the largest model")
     return Finding(True, measured, limit)
@@ -285,37 +252,45 @@ def check_params_reported(report: Report, cond: TestConditions, rule: dict) -> F
 
 @check("decoder_kmac_reported")
 def check_decoder_kmac(report: Report, cond: TestConditions, rule: dict) -> Finding:
-    """Worst-case decoder kMAC/px reported (optionally ≤ limit); incomplete counts are named."""
-    s = report.summary or report.compute_summary()
-    worst = s.get("kmac_px_decoder_worst")
+    """Worst-case decoder kMAC/px reported (optionally ≤ limit). A resolution that could not be counted, or a
+    count with ops that have no formula, leaves the worst case unknown: not measured, never pass."""
+    s = derive.summary(report)
     max_kmac = rule.get("limit")
     limit = "reported" + (f", ≤ {float(max_kmac):g} kMAC/px" if max_kmac is not None else "")
-    if worst is None:
+    at = s.kmac_px_decoder_worst_at
+    if at is None:
         return Finding(None, limit=limit, reason="no decoder count in the report")
-    at = s.get("kmac_px_decoder_worst_at") or {}
-    where = f"{at.get('image') or ''} {at.get('width')}×{at.get('height')} at {at.get('target_bpp')} bpp".strip()
-    measured = f"{worst:.2f} kMAC/px ({where})"
-    uncounted = sorted({op for r in _ok_rates(report) for img in r.images
-                        for op in (img.counts.get("decoder", {}).get("uncounted") or {})})
-    if uncounted:
-        measured += f"; a lower bound: ops without a formula: {_join(uncounted)}"
-    if max_kmac is not None and worst > float(max_kmac):
+    where = f"{at.image or 'resolution'} {at.width}×{at.height} at {at.target_bpp:g} bpp".strip()
+    measured = f"{at.kmac_px:.2f} kMAC/px ({where})"
+    if max_kmac is not None and at.kmac_px > float(max_kmac):
         return Finding(False, measured, limit, "reduce the decoder's complexity")
+    uncounted_res = [f"{res.width}×{res.height} at {r.target_bpp:g} bpp ({res.note or res.method})"
+                     for r in report.ok_rates() for res in r.resolutions if res.decoder is None]
+    if uncounted_res:
+        return Finding(None, measured, limit, reason="the worst case is unknown: the decoder could not be counted at "
+                       + _join(uncounted_res, 2))
+    incomplete = sorted({op for r in report.ok_rates() for c in
+                         [p.counts["decoder"] for p in r.images] + [res.decoder for res in r.resolutions if res.decoder]
+                         if not c.complete for op in c.uncounted})
+    if incomplete or not at.complete:
+        return Finding(None, measured, limit, reason=f"a lower bound (≥ {at.kmac_px:.2f} kMAC/px): ops without a "
+                       f"formula: {_join(incomplete) or 'unknown'}")
     return Finding(True, measured, limit)
 
 
 def _interop_rates(report: Report) -> tuple[list[RateResult], list[str]]:
     have, reasons = [], []
     for r in _ok_rates(report):
-        if r.interop.get("images"):
+        if r.interop is not None and r.interop.images:
             have.append(r)
         else:
-            reasons.append(f"{r.target_bpp:g} bpp: {r.not_measured.get('interop', 'not in the report')}")
+            nm = r.not_measured.get("interop")
+            reasons.append(f"{r.target_bpp:g} bpp: {nm.reason if nm else 'not in the report'}")
     return have, reasons
 
 
 def _pair_label(rates: list[RateResult]) -> str:
-    pairs = sorted({r.interop.get("pair", "?") + (" (proxy)" if r.interop.get("proxy") else "") for r in rates})
+    pairs = sorted({r.interop.pair + (" (proxy)" if r.interop.proxy else "") for r in rates})
     return ", ".join(pairs)
 
 
@@ -329,19 +304,19 @@ def check_interop_decode(report: Report, cond: TestConditions, rule: dict) -> Fi
         return Finding(None, limit=limit, reason="; ".join(reasons) or "no rate point was measured")
     n, failures, differ, worst = 0, [], [], None
     for r in rates:
-        for e in r.interop["images"]:
-            if "error_a" in e:
+        for e in r.interop.images:
+            if e.error_a:
                 continue
             n += 1
-            where = f"{e['name']} at {r.target_bpp:g} bpp"
-            if "decode_error_b" in e:
-                failures.append(f"{where}: {e['decode_error_b']}")
+            where = f"{e.name} at {r.target_bpp:g} bpp"
+            if e.decode_error_b:
+                failures.append(f"{where}: {e.decode_error_b}")
                 continue
-            if worst is None or e["max_abs_diff"] > worst[0]:
-                worst = (e["max_abs_diff"], e["max_abs_diff_8bit"], where, e["psnr_drop_db"])
-            if e["max_abs_diff_8bit"] > tol:
-                differ.append(f"{where}: PSNR {e['a']['psnr_rgb']:.2f} → {e['b']['psnr_rgb']:.2f} dB "
-                              f"(drop {e['psnr_drop_db']:.2f} dB, max diff {e['max_abs_diff_8bit']})")
+            if worst is None or e.max_abs_diff > worst[0]:
+                worst = (e.max_abs_diff, e.max_abs_diff_8bit, where, e.psnr_drop_db)
+            if e.max_abs_diff_8bit > tol:
+                differ.append(f"{where}: PSNR {e.a['psnr_rgb']:.2f} → {e.b['psnr_rgb']:.2f} dB "
+                              f"(drop {e.psnr_drop_db:.2f} dB, max diff {e.max_abs_diff_8bit})")
     pair = _pair_label(rates)
     measured = f"{n} bitstreams, pair {pair}"
     if worst is not None:
@@ -372,26 +347,26 @@ def check_interop_bdrate(report: Report, cond: TestConditions, rule: dict) -> Fi
         return Finding(None, limit=limit, reason="; ".join(reasons) or "no rate point was measured")
     names = []
     for r in rates:
-        for e in r.interop["images"]:
-            if e["name"] not in names:
-                names.append(e["name"])
+        for e in r.interop.images:
+            if e.name not in names:
+                names.append(e.name)
     results, not_computed, worst = [], [], None
     for name in names:
         for metric in metrics:
             pts_a, pts_b, broken = [], [], None
             for r in sorted(rates, key=lambda r: r.target_bpp):
-                e = next((e for e in r.interop["images"] if e["name"] == name), None)
-                if e is None or "error_a" in e:
+                e = next((e for e in r.interop.images if e.name == name), None)
+                if e is None or e.error_a:
                     continue
-                if "decode_error_b" in e:
+                if e.decode_error_b:
                     broken = f"the {r.target_bpp:g} bpp bitstream failed to decode on B"
                     break
-                a, b = e["a"].get(metric), e["b"].get(metric)
+                a, b = (e.a or {}).get(metric), (e.b or {}).get(metric)
                 if a is None or b is None:
-                    broken = f"{metric} not defined for {e['width']}×{e['height']}"
+                    broken = f"{metric} not defined for {e.width}×{e.height}"
                     break
-                pts_a.append((e["bpp"], a))
-                pts_b.append((e["bpp"], b))
+                pts_a.append((e.bpp, a))
+                pts_b.append((e.bpp, b))
             if broken is None:
                 bd = bd_rate([p[0] for p in pts_a], [p[1] for p in pts_a], [p[0] for p in pts_b], [p[1] for p in pts_b])
                 if bd.percent is None:
@@ -464,6 +439,8 @@ def _status(level: str, met: bool | None) -> str:
 
 
 def assess(report: Report, cond: TestConditions) -> Verdict:
+    """The verdict: `fail` when a mandatory rule fails; otherwise `pass` only when every mandatory rule
+    passes *and* the run finished (an unfinished report's figures cover only what was measured)."""
     rules, source = rules_of(cond)
     validate_rules(rules, source)
     results = []
@@ -478,13 +455,13 @@ def assess(report: Report, cond: TestConditions) -> Verdict:
     mandatory = [r for r in results if r.level == "mandatory"]
     if any(r.status == FAIL for r in mandatory):
         verdict = FAIL
-    elif all(r.status == PASS for r in mandatory):
+    elif all(r.status == PASS for r in mandatory) and derive.is_complete(report):
         verdict = PASS
     else:
         verdict = "incomplete"
-    return Verdict(verdict, tuple(results), source)
+    return Verdict(verdict=verdict, rules=results, rules_source=str(source))
 
 
-def evaluate(report: Report, cond: TestConditions) -> dict:
-    """The verdict as the dict stored in `Report.compliance`."""
-    return assess(report, cond).to_dict()
+def evaluate(report: Report, cond: TestConditions) -> Report:
+    """The report with its compliance verdict."""
+    return report.model_copy(update={"compliance": assess(report, cond)})

@@ -177,14 +177,15 @@ def worker_environment(modules_before: Iterable[str], modules_after: Iterable[st
             "submission_imported": distributions_of(new)}
 
 
-def merge_worker(environment: dict, worker_env: dict | None) -> None:
-    """Fold one worker's environment into the report's: packages the submission imported, threads used."""
+def merge_worker(environment: dict, worker_env: dict | None) -> dict:
+    """The report's environment with one worker's folded in: packages the submission imported, threads used."""
     if not worker_env:
-        return
-    pk = environment.setdefault("packages_submission", {})
+        return environment
+    packages = dict(environment.get("packages_submission") or {})
     for dist, version in (worker_env.get("submission_imported") or {}).items():
-        pk.setdefault(dist, version)
-    used = environment.setdefault("threads_used", [])
+        packages.setdefault(dist, version)
+    used = list(environment.get("threads_used") or [])
     n = worker_env.get("torch_threads")
     if n is not None and n not in used:
         used.append(n)
+    return {**environment, "packages_submission": packages, "threads_used": used}

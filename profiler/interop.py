@@ -76,8 +76,8 @@ def proxy_decoder(codec):
     return lambda bits: _decode_b_proxy(codec, bits)
 
 
-def measure_interop(codec, build, rate, images, cond, devices, result, proxy_entries: list | None = None) -> None:
-    """Fill `result.interop` for this rate point (or say in `result.not_measured` why not).
+def measure_interop(codec, build, rate, images, devices, proxy_entries: list | None = None) -> dict:
+    """This rate point's interoperability entry (`RateResult.interop`, as a dict).
 
     `proxy_entries`: for the proxy pair, the entries the worker already made from each image's counted
     run (its bitstream and A-decoded picture, `compare_image`), so A is not run again. Otherwise every
@@ -86,10 +86,7 @@ def measure_interop(codec, build, rate, images, cond, devices, result, proxy_ent
     pair, proxy = choose_pair(list(devices))
     out: dict = {"pair": pair, "proxy": proxy, "note": PROXY_NOTE if proxy else "", "images": []}
     if proxy and proxy_entries is not None:
-        out["images"] = list(proxy_entries)
-        out["a_runs"] = "the counted encode()/decode() of each image"
-        result.interop = out
-        return
+        return {**out, "images": list(proxy_entries), "a_runs": "the counted encode()/decode() of each image"}
     decode_b = proxy_decoder(codec) if proxy else None
     if not proxy:
         try:
@@ -104,6 +101,7 @@ def measure_interop(codec, build, rate, images, cond, devices, result, proxy_ent
 
             def decode_b(bits: bytes) -> torch.Tensor:
                 raise RuntimeError(f"build() for cuda failed: {out['build_error']}")
+    entries = []
     with torch.no_grad():
         for img in images:
             x = img.tensor("cpu")
@@ -112,11 +110,11 @@ def measure_interop(codec, build, rate, images, cond, devices, result, proxy_ent
                 x_a = codec.decode(bits)
             except Exception as exc:
                 # The profile itself already records encode/decode failures on device A.
-                out["images"].append({"name": img.name, "width": img.width, "height": img.height,
-                                      "error_a": f"{type(exc).__name__}: {exc}"})
+                entries.append({"name": img.name, "width": img.width, "height": img.height,
+                                "error_a": f"{type(exc).__name__}: {exc}"})
                 continue
-            out["images"].append(compare_image(img, x, bits, x_a, decode_b))
-    result.interop = out
+            entries.append(compare_image(img, x, bits, x_a, decode_b))
+    return {**out, "images": entries}
 
 
 def _drop(a: float, b: float) -> float:

@@ -17,6 +17,7 @@ staying out of it), so only the watchdog applies; the report says which layers w
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import signal
@@ -33,7 +34,10 @@ from typing import Callable
 from .conditions import TestConditions
 from .environment import fingerprint, merge_worker
 from .errors import InputError
-from .report import RateResult, Report, read_report
+from . import derive
+from .version import SCHEMA_VERSION, __version__
+from .model.io import read_report, write_report
+from .model.report import Environment, ErrorRecord, RateResult, Report, RunInfo, WorkerInfo
 from .submission import Submission, files_hash
 
 Progress = Callable[[str, dict], None]
@@ -248,22 +252,23 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
                          env=env, cwd=tmp, on_stdout=on_stdout)
         worker_info = {"seed": seed, "limits": ex.limits, "returncode": ex.returncode}
         if out_path.is_file() and not ex.timed_out and ex.memory_exceeded_mib is None and ex.returncode == 0:
-            result = RateResult.from_dict(json.loads(out_path.read_text()))
-            result.worker = {**worker_info, **result.worker}
-            if result.error is not None:
-                result.error["stderr_tail"] = ex.stderr_tail
-            return result
+            result = RateResult.model_validate_json(out_path.read_text())
+            worker = result.worker.model_copy(update={k: v for k, v in worker_info.items() if v is not None})
+            error = None if result.error is None else result.error.model_copy(update={"stderr_tail": ex.stderr_tail})
+            return result.model_copy(update={"worker": WorkerInfo.model_validate(worker.model_dump()), "error": error})
     kind, reason = failure_reason(ex, last_event[-1] if last_event else None)
     return RateResult(index=rate.index, target_bpp=rate.target_bpp, status="failed",
-                      error={"stage": last_event[-1] if last_event else "worker start", "message": reason,
-                             "traceback": "", "stderr_tail": ex.stderr_tail, "kind": kind},
-                      worker={**worker_info, "wall_s": ex.wall_s})
+                      error=ErrorRecord(kind=kind, stage=last_event[-1] if last_event else "worker start",
+                                        message=reason, stderr_tail=ex.stderr_tail),
+                      worker=WorkerInfo.model_validate({**worker_info, "wall_s": ex.wall_s}))
 
 
 def new_report(sub: Submission, cond: TestConditions, options: dict) -> Report:
     submission = {**sub.to_dict(), "files_sha256": files_hash(sub.directory)}
     return Report(submission=submission, conditions=cond.to_dict(), options=options,
-                  environment=fingerprint(submission["files_sha256"], cond.timing.threads))
+                  environment=fingerprint(submission["files_sha256"], cond.timing.threads),
+                  schema_version=SCHEMA_VERSION, tool={"version": __version__},
+                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
 
 # Environment keys that must match for a resumed profile: its timings would otherwise mix machines.
@@ -284,11 +289,6 @@ def _first_difference(old, new, prefix: str = "") -> str | None:
     return None
 
 
-def _plain(value):
-    """A dict as it reads back from JSON (tuples become lists), so saved and fresh values compare."""
-    return json.loads(json.dumps(value, default=str))
-
-
 def resumable(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[int, RateResult], str]:
     """The finished rate points of the report at `path` that a resumed profile may keep, and a one-line
     notice saying what happens. Kept only when the submission's files, the test conditions, the devices
@@ -299,24 +299,22 @@ def resumable(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[
         old = read_report(path)
     except InputError as exc:
         return {}, f"not resuming: {exc}; starting over"
-    except Exception as exc:  # a report that parses as JSON but not as a Report
-        return {}, f"not resuming: {path} is not a report of this tool ({type(exc).__name__}); starting over"
-    if old.submission.get("files_sha256") != fresh.submission.get("files_sha256"):
+    if old.submission.files_sha256 != fresh.submission.files_sha256:
         return {}, f"not resuming: the submission's files changed since {path} was written; starting over"
-    old_cond = {k: v for k, v in _plain(old.conditions).items() if k != "source"}
-    new_cond = {k: v for k, v in _plain(fresh.conditions).items() if k != "source"}
+    old_cond = old.conditions.model_dump(mode="json", exclude={"source"})
+    new_cond = fresh.conditions.model_dump(mode="json", exclude={"source"})
     diff = _first_difference(old_cond, new_cond)
     if diff:
         return {}, f"not resuming: the test conditions changed ({diff}); starting over"
-    diff = _first_difference(_plain(old.options.get("devices")), _plain(fresh.options.get("devices")))
+    diff = _first_difference(old.options.devices, fresh.options.devices)
     if diff:
         return {}, f"not resuming: the devices changed ({diff}); starting over"
-    diff = _first_difference({k: old.environment.get(k) for k in RESUME_ENVIRONMENT_KEYS},
-                             {k: fresh.environment.get(k) for k in RESUME_ENVIRONMENT_KEYS})
+    diff = _first_difference({k: getattr(old.environment, k) for k in RESUME_ENVIRONMENT_KEYS},
+                             {k: getattr(fresh.environment, k) for k in RESUME_ENVIRONMENT_KEYS})
     if diff:
         return {}, f"not resuming: the machine or software changed ({diff}); starting over"
     targets = {r.index: r.target_bpp for r in old.rates}
-    wanted = {i: t for i, t in ((r["index"], r["target_bpp"]) for r in fresh.submission["rates"]) if i in rate_indices}
+    wanted = {r.index: r.target_bpp for r in fresh.submission.rates if r.index in rate_indices}
     done = {r.index: r for r in old.rates if r.ok and r.index in wanted and wanted[r.index] == targets[r.index]}
     failed = [r.target_bpp for r in old.rates if not r.ok and r.index in wanted]
     todo = len(rate_indices) - len(done)
@@ -325,6 +323,17 @@ def resumable(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[
               + f", {todo} to run" + (f" (failed before, run again: {', '.join(f'{t:g}' for t in failed)} bpp)"
                                       if failed else ""))
     return done, notice
+
+
+def _with_rates(report: Report, rates: list[RateResult], **run) -> Report:
+    """The report with these rate points (sorted by rate), the environment folded, the summary fresh."""
+    env = report.environment.model_dump(mode="json")
+    for r in rates:
+        env = merge_worker(env, r.environment.model_dump(mode="json"))
+    updated = report.model_copy(update={"rates": sorted(rates, key=lambda r: r.target_bpp),
+                                        "environment": Environment.model_validate(env),
+                                        "run": report.run.model_copy(update=run)})
+    return derive.with_summary(updated)
 
 
 def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: list[int], devices: list[str],
@@ -343,26 +352,23 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
         done, notice = resumable(path, report, rate_indices)
         progress("resume", {"message": notice, "kept": sorted(done)})
     planned = [r.target_bpp for r in sub.rates if r.index in rate_indices]
-    report.run = {"state": "running", "seed": seed, "planned_rates": planned,
-                  "resumed_rates": sorted(r.target_bpp for r in done.values()),
-                  "limits": {"timeout_s": cond.worker.timeout_s, "memory_limit_mib": cond.worker.memory_limit_mib}}
-    report.rates = sorted(done.values(), key=lambda r: r.target_bpp)
-    report.compute_summary()
-    report.write(path)
+    report = report.model_copy(update={"run": RunInfo(
+        state="running", seed=seed, planned_rates=planned, resumed_rates=sorted(r.target_bpp for r in done.values()),
+        limits={"timeout_s": cond.worker.timeout_s, "memory_limit_mib": cond.worker.memory_limit_mib})})
+    rates = list(done.values())
+    report = _with_rates(report, rates)
+    write_report(report, path)
     for idx in rate_indices:
         rate = next(r for r in sub.rates if r.index == idx)
         if idx in done:
-            merge_worker(report.environment, done[idx].environment)
             progress("rate_done", {"rate": rate.target_bpp, "status": "ok", "resumed": True})
             continue
         progress("rate", {"rate": rate.target_bpp})
         result = run_rate(sub, idx, cond, devices, progress, seed=seed)
-        report.rates.append(result)
-        merge_worker(report.environment, result.environment)
-        report.rates.sort(key=lambda r: r.target_bpp)
-        report.compute_summary()
-        report.write(path)
+        rates.append(result)
+        report = _with_rates(report, rates)
+        write_report(report, path)
         progress("rate_done", {"rate": rate.target_bpp, "status": result.status})
-    report.run["state"] = "complete"
-    report.write(path)
+    report = _with_rates(report, rates, state="complete")
+    write_report(report, path)
     return report

@@ -38,6 +38,24 @@ SUITE_ENTRY_PREFIX = "profiler.adapters."
 # silently ignored. Extend these sets when the format grows.
 MANIFEST_TABLES = {"submission", "precision", "rates"}
 SUBMISSION_FIELDS = {"proponent", "codec", "version", "entry"}
+NAME_MAX_CHARS = 120
+
+
+def free_text(value: str, manifest: Path, field: str, allow_empty: bool = False) -> str:
+    """A proponent's name as written: printable text of bounded length (renderers escape it for each format)."""
+    text = value.strip()
+    if not text and not allow_empty:
+        raise InputError(manifest, field, "must not be empty")
+    if len(text) > NAME_MAX_CHARS:
+        raise InputError(manifest, field, f"at most {NAME_MAX_CHARS} characters, got {len(text)}")
+    if not text.isprintable():
+        raise InputError(manifest, field, f"must be printable text on one line, got {text!r}")
+    return text
+
+
+def slug(name: str) -> str:
+    """A folder name for a codec name: `Acme [v2] (main)` → `acme-v2-main` (the default reports/<slug>/)."""
+    return re.sub(r"[^a-z0-9._+]+", "-", name.lower()).strip("-._+")
 RATE_FIELDS = {"target_bpp", "weights", "options"}
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 
@@ -120,15 +138,12 @@ def load_submission(directory: Path | str, check_weights: bool = True) -> Submis
 
     sub = get(doc, "submission", dict, manifest, "submission")
     _refuse_unknown(sub, SUBMISSION_FIELDS, manifest, "submission.")
-    proponent = get(sub, "proponent", str, manifest, "submission.proponent").strip()
-    if not proponent:
-        raise InputError(manifest, "submission.proponent", "must not be empty")
-    codec = get(sub, "codec", str, manifest, "submission.codec").strip()
-    if not codec:
-        raise InputError(manifest, "submission.codec", "must not be empty")
-    if not re.fullmatch(r"[A-Za-z0-9._+-]+", codec):
-        raise InputError(manifest, "submission.codec", f"use letters, digits, '.', '_', '+', '-' only, got {codec!r}")
-    version = get(sub, "version", str, manifest, "submission.version", "")
+    proponent = free_text(get(sub, "proponent", str, manifest, "submission.proponent"), manifest, "submission.proponent")
+    codec = free_text(get(sub, "codec", str, manifest, "submission.codec"), manifest, "submission.codec")
+    if not slug(codec):
+        raise InputError(manifest, "submission.codec", f"needs at least one letter or digit, got {codec!r}")
+    version = free_text(get(sub, "version", str, manifest, "submission.version", ""), manifest, "submission.version",
+                        allow_empty=True)
     entry = get(sub, "entry", str, manifest, "submission.entry")
     if not ENTRY_RE.match(entry):
         raise InputError(manifest, "submission.entry", f"expected 'module:callable', got {entry!r}")

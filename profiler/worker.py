@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import memory, timing
+from . import derive, memory, timing
 from .codec import check_codec
 from .conditions import TestConditions
 from .counting import count_call
@@ -37,8 +37,8 @@ from .images import TestImage, load_images
 from .interop import choose_pair, compare_image, measure_interop, proxy_decoder
 from .params import count_model
 from .precision import check_codec_precision
-from .quality import image_quality, psnr_rgb
-from .report import ImageResult, RateResult
+from .model.report import ErrorRecord, Picture, RateResult
+from .quality import image_quality, psnr_rgb, to_uint8
 from .submission import load_entry, load_submission, with_weights
 
 
@@ -71,15 +71,21 @@ def _check_decoded(x_hat: Any, x: torch.Tensor) -> torch.Tensor:
     return x_hat
 
 
-def _measure_image(codec, img: TestImage, cond: TestConditions, devices: list[str],
-                   baseline_mib: float | None = None, interop_entries: list | None = None) -> ImageResult:
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: float | None = None,
+                   interop_proxy: bool = False) -> tuple[dict, dict | None]:
     """Count, warm up, then time and take the memory peaks of encode and decode on one image (CPU).
 
+    Returns (the picture's `Picture` entry as a dict, its interoperability entry or None).
     `baseline_mib` is the worker's RSS once the model was loaded: CPU peaks are given above it too.
-    With `interop_entries`, the counted run's bitstream is also decoded on the interoperability proxy
-    (profiler/interop.py) and its entry appended: the counted run is device A's run, not repeated.
+    With `interop_proxy`, the counted run's bitstream is also decoded on the interoperability proxy
+    (profiler/interop.py): the counted run is device A's run, not repeated.
     """
     x = img.tensor("cpu")
+    interop_entry = None
     with torch.no_grad():
         bits, enc_count = count_call(lambda: _call("encode", codec.encode, x),
                                      roots={"encoder": codec.encoder}, root_name="encoder")
@@ -89,8 +95,9 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, devices: list[st
         x_hat = _check_decoded(x_hat, x)
         psnr = psnr_rgb(x, x_hat)
         quality = image_quality(x, x_hat)
-        if interop_entries is not None:
-            interop_entries.append(compare_image(img, x, bits, x_hat, proxy_decoder(codec)))
+        decoded_sha256 = _sha256(to_uint8(x_hat).cpu().numpy().tobytes())
+        if interop_proxy:
+            interop_entry = compare_image(img, x, bits, x_hat, proxy_decoder(codec))
         del x_hat   # not held during the memory peaks below
 
         for _ in range(max(0, cond.timing.warmup - 1)):
@@ -104,25 +111,28 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, devices: list[st
             dec_times, _ = timing.time_cpu(lambda: _call("decode", codec.decode, bits), reps)
 
     w, h = img.width, img.height
-    return ImageResult(
+    picture = dict(
         name=img.name, width=img.width, height=img.height, bytes=len(bits),
         bpp=8.0 * len(bits) / (img.width * img.height), psnr_rgb=psnr,
+        bitstream_sha256=_sha256(bits), decoded_sha256=decoded_sha256,
         counts={"encoder": enc_count.to_dict(), "decoder": dec_count.to_dict()},
         timing={"cpu": {"encode": timing.summarize(enc_times).to_dict(w, h),
                         "decode": timing.summarize(dec_times).to_dict(w, h)}},
         memory={"cpu": {"encode": enc_mem.result.to_dict(), "decode": dec_mem.result.to_dict()}},
         quality=quality,
     )
+    return picture, interop_entry
 
 
-def _measure_cuda(build, rate, images: list[TestImage], cond: TestConditions, results: list[ImageResult],
-                  rate_result: RateResult | None = None) -> None:
+def _measure_cuda(build, rate, images: list[TestImage], cond: TestConditions) -> dict:
     """GPU time and memory per image, on a codec built for the CUDA device.
 
     Per image: one untimed encode and decode (first warm-up), the remaining warm-ups, then `repeats`
     event-timed calls per part with the allocator's peak reset before each part, and NVML's device-level
     used memory after each part. With `timing.min_gpu_memory`, the minimum allocator limit of each part
     on the largest image is found by bisection (memory.min_cuda_memory).
+    Returns {"timing": [per image {part: stats}], "memory": [per image {part: peaks}], "gpu_settings",
+    "min": {part: …} or None}.
     """
     device = torch.device("cuda", torch.cuda.current_device())
     settings = timing.gpu_settings(cond.timing.cudnn_benchmark, cond.timing.allow_tf32)
@@ -130,8 +140,9 @@ def _measure_cuda(build, rate, images: list[TestImage], cond: TestConditions, re
     torch.cuda.synchronize(device)
     model_mib = torch.cuda.memory_allocated(device) / memory.MIB
     nvml_index = memory.nvml_index(device.index, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    per_timing, per_memory = [], []
     with torch.no_grad():
-        for img, res in zip(images, results):
+        for img in images:
             x = img.tensor(device)
             bits = _check_bitstream(_call("encode", codec.encode, x))
             _call("decode", codec.decode, bits)
@@ -151,15 +162,13 @@ def _measure_cuda(build, rate, images: list[TestImage], cond: TestConditions, re
                 mem["nvml_used_mib"] = nvml["used_mib"] if nvml else None
                 step_mem[step] = mem
                 step_times[step] = timing.summarize(times).to_dict(w, h)
-            res.timing["cuda"] = step_times
-            res.memory["cuda"] = step_mem
-        if rate_result is not None:
-            rate_result.environment["gpu_settings"] = settings
-            if cond.timing.min_gpu_memory:
-                _min_gpu_memory(codec, images, results, device, rate_result)
+            per_timing.append(step_times)
+            per_memory.append(step_mem)
+        minimum = _min_gpu_memory(codec, images, per_memory, device) if cond.timing.min_gpu_memory else None
+    return {"timing": per_timing, "memory": per_memory, "gpu_settings": settings, "min": minimum}
 
 
-def _min_gpu_memory(codec, images: list[TestImage], results: list[ImageResult], device, rate_result: RateResult) -> None:
+def _min_gpu_memory(codec, images: list[TestImage], per_memory: list[dict], device) -> dict:
     """Bisection on the allocator limit for encode and decode of the largest image: the JPEG AI figure."""
     k = max(range(len(images)), key=lambda i: images[i].width * images[i].height)
     img = images[k]
@@ -168,9 +177,9 @@ def _min_gpu_memory(codec, images: list[TestImage], results: list[ImageResult], 
     out = {}
     for step, fn in (("encode", lambda: _call("encode", codec.encode, x)),
                      ("decode", lambda: _call("decode", codec.decode, bits))):
-        peak = int(results[k].memory["cuda"][step]["max_allocated_mib"] * memory.MIB)
+        peak = int(per_memory[k][step]["max_allocated_mib"] * memory.MIB)
         out[step] = {"image": img.name, **memory.min_cuda_memory(fn, device, peak)}
-    rate_result.memory.setdefault("cuda", {})["min"] = out
+    return out
 
 
 def _warm_suite() -> None:
@@ -184,20 +193,19 @@ def _warm_suite() -> None:
                    roots={}, root_name="warm-up")
 
 
-def _summarize_rate(result: RateResult) -> None:
+def _rate_summaries(pictures: list[Picture]) -> tuple[dict, dict]:
     """Per rate point (= per model): timing statistics over its images, and memory peaks (max over images)."""
+    timing_out: dict = {}
+    memory_out: dict = {}
     for dev in ("cpu", "cuda"):
         for step in ("encode", "decode"):
-            per_image = [(i.timing[dev][step], i.width, i.height) for i in result.images
-                         if i.timing.get(dev, {}).get(step)]
-            if per_image and len(per_image) == len(result.images):
-                result.timing.setdefault(dev, {})[step] = timing.rate_point_stats(per_image)
-            peaks = [i.memory[dev][step] for i in result.images if i.memory.get(dev, {}).get(step)]
+            inputs = derive.rate_timing_inputs(pictures, dev, step)
+            if inputs:
+                timing_out.setdefault(dev, {})[step] = timing.rate_point_stats(inputs)
+            peaks = derive.rate_memory_peaks(pictures, dev, step)
             if peaks:
-                keys = [k for k, v in peaks[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-                summary = {k: max(p[k] for p in peaks if p.get(k) is not None) for k in keys
-                           if any(p.get(k) is not None for p in peaks)}
-                result.memory.setdefault(dev, {})[step] = summary
+                memory_out.setdefault(dev, {})[step] = peaks
+    return timing_out, memory_out
 
 
 _ALLOCATION_FAILURES = ("can't allocate memory", "Cannot allocate memory", "MemoryError", "std::bad_alloc",
@@ -208,25 +216,35 @@ def _is_allocation_failure(message: str) -> bool:
     return any(s in message for s in _ALLOCATION_FAILURES)
 
 
-def _classify(exc: BaseException, tb_text: str, submission_dir: Path, memory_limit_mib: int) -> dict:
+def _classify(exc: BaseException, tb_text: str, submission_dir: Path, memory_limit_mib: int) -> ErrorRecord:
     """The error record of an exception that escaped the measurement: the submission's when its code is
     on the stack, a memory failure when an allocation failed, otherwise the suite's."""
     message = f"{type(exc).__name__}: {exc}"
     frames = traceback.extract_tb(exc.__traceback__)
     in_submission = any(Path(f.filename).resolve().is_relative_to(submission_dir) for f in frames)
     if isinstance(exc, SystemExit):
-        return {"stage": "submission code", "message": f"the submission called sys.exit({exc.code!r})",
-                "traceback": tb_text, "kind": "submission"}
+        return ErrorRecord(kind="submission", stage="submission code",
+                           message=f"the submission called sys.exit({exc.code!r})", traceback=tb_text)
     if isinstance(exc, MemoryError) or _is_allocation_failure(message):
-        return {"stage": "memory", "message": f"out of memory under the worker's limit of {memory_limit_mib} MiB: "
-                                              f"{message}", "traceback": tb_text, "kind": "memory"}
+        return _memory_error(message, memory_limit_mib, tb_text)
     if in_submission:
-        return {"stage": "submission code", "message": message, "traceback": tb_text, "kind": "submission"}
-    return {"stage": "suite", "message": f"internal error of jpegai-profile (please report it): {message}",
-            "traceback": tb_text, "kind": "suite"}
+        return ErrorRecord(kind="submission", stage="submission code", message=message, traceback=tb_text)
+    return ErrorRecord(kind="suite", stage="suite", message=f"internal error of jpegai-profile (please report it): "
+                       f"{message}", traceback=tb_text)
+
+
+def _memory_error(message: str, memory_limit_mib: int, tb_text: str) -> ErrorRecord:
+    return ErrorRecord(kind="memory", stage="memory", traceback=tb_text,
+                       message=f"out of memory under the worker's limit of {memory_limit_mib} MiB: {message}")
+
+
+def _not_measured(pairs: dict[str, tuple[str, str]]) -> dict[str, dict]:
+    return {k: {"code": code, "reason": reason} for k, (code, reason) in pairs.items()}
 
 
 def run_job(job: dict) -> RateResult:
+    """Measure one rate point. Steps return values; only here are they assembled into the RateResult,
+    once, at the end: on a failure the figures measured before it are kept beside the error."""
     cond = TestConditions.from_dict(job["conditions"])
     devices = list(job.get("devices", cond.timing.devices))
     torch.set_num_threads(cond.timing.threads)
@@ -239,12 +257,15 @@ def run_job(job: dict) -> RateResult:
     # The parent validated the manifest and the weights before starting any worker.
     sub = load_submission(job["submission"], check_weights=False)
     rate = next(r for r in sub.rates if r.index == job["rate_index"])
-    result = RateResult(index=rate.index, target_bpp=rate.target_bpp, threads=torch.get_num_threads())
+    got: dict[str, Any] = {"index": rate.index, "target_bpp": rate.target_bpp, "threads": torch.get_num_threads()}
+    worker: dict[str, Any] = {}
+    missing: dict[str, tuple[str, str]] = {}
+    pictures: list[dict] = []
     try:
         rate = with_weights(rate, sub.manifest)
         if rate.weights is not None:
-            result.weights = {"file": str(rate.weights.relative_to(sub.directory)),
-                              "sha256": hashlib.sha256(rate.weights.read_bytes()).hexdigest(), "source": "file"}
+            got["weights"] = {"file": str(rate.weights.relative_to(sub.directory)),
+                              "sha256": _sha256(rate.weights.read_bytes()), "source": "file"}
         images = load_images(cond.images)
         _emit(event="start", images=len(images))
         _warm_suite()
@@ -253,60 +274,83 @@ def run_job(job: dict) -> RateResult:
         codec = _call("build", build, rate, torch.device("cpu"))
         gc.collect()
         baseline_mib = memory.rss_mib()   # the worker once the model is loaded: CPU peaks are also given above it
-        result.environment = worker_environment(modules_before, set(sys.modules))
-        result.worker["model_loaded_rss_mib"] = baseline_mib
+        got["environment"] = worker_environment(modules_before, set(sys.modules))
+        worker["model_loaded_rss_mib"] = baseline_mib
         problems = check_codec(codec)
         if problems:
             raise SubmissionError("build", "build() did not return a codec: " + "; ".join(problems))
         if rate.weights is None:
-            result.weights = {"file": None, "sha256": None,
+            got["weights"] = {"file": None, "sha256": None,
                               "source": str(getattr(codec, "weights_source", "none named in the manifest"))}
         params = count_model(codec.encoder, codec.decoder)
-        result.params = dataclasses.asdict(params)
-        result.precision = {"declared": dict(sub.precision), "weights_dtypes": params.dtypes,
+        got["params"] = dataclasses.asdict(params)
+        got["precision"] = {"declared": dict(sub.precision), "weights_dtypes": params.dtypes,
                             "offending": check_codec_precision(codec, sub.precision)}
 
         # On a CPU-only machine the interoperability pair is a proxy on this CPU: its device-A runs are
         # the counted runs below. A real second device is measured after the CPU figures (interop.py).
-        proxy_entries = [] if choose_pair(list(devices))[1] else None
+        proxy = choose_pair(list(devices))[1]
+        proxy_entries = []
         for n, img in enumerate(images):
             _emit(event="image", name=img.name, n=n)
-            result.images.append(_measure_image(codec, img, cond, devices, baseline_mib, proxy_entries))
+            picture, entry = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy)
+            pictures.append(picture)
+            if entry is not None:
+                proxy_entries.append(entry)
 
         # Counting at the resolutions of profile.toml (worst-case decoder) and the cross-check against
         # other counters: profiler/counting/meta.py and crosscheck.py.
         _emit(event="resolutions")
-        count_resolutions(codec, cond, result)
-        crosscheck_codec(codec, images, cond, result)
+        first = pictures[0] if pictures else None
+        got["resolutions"], nm = count_resolutions(
+            codec, cond.counting.resolutions,
+            (first["name"], first["width"], first["height"], first["counts"]["decoder"]["macs"]) if first else None)
+        missing.update(nm)
+        got["crosscheck"], nm = crosscheck_codec(codec)
+        missing.update(nm)
 
         # Device interoperability: decode this rate point's bitstreams on another device (or a proxy
         # that changes float arithmetic), for the compliance rule: profiler/interop.py.
-        measure_interop(codec, build, rate, images, cond, devices, result, proxy_entries)
+        got["interop"] = measure_interop(codec, build, rate, images, devices, proxy_entries if proxy else None)
 
         if "cuda" not in devices:
-            result.not_measured["gpu"] = "not requested: --device cpu"
+            missing["gpu"] = ("not-requested", "not requested: --device cpu")
         elif not torch.cuda.is_available():
-            result.not_measured["gpu"] = "no CUDA device"
+            missing["gpu"] = ("no-device", "no CUDA device")
         else:
             _emit(event="cuda")
-            _measure_cuda(build, rate, images, cond, result.images, result)
-        _summarize_rate(result)
+            cuda = _measure_cuda(build, rate, images, cond)
+            pictures = [{**p, "timing": {**p["timing"], "cuda": t}, "memory": {**p["memory"], "cuda": m}}
+                        for p, t, m in zip(pictures, cuda["timing"], cuda["memory"])]
+            got["environment"] = {**got["environment"], "gpu_settings": cuda["gpu_settings"]}
+            if cuda["min"] is not None:
+                got["min_gpu_memory"] = cuda["min"]
     except SubmissionError as exc:
-        result.status = "failed"
-        result.error = {"stage": exc.stage, "message": str(exc), "traceback": exc.traceback_text, "kind": "submission"}
-        if _is_allocation_failure(str(exc)):
-            result.error["kind"] = "memory"
-            result.error["message"] = f"out of memory under the worker's limit of {cond.worker.memory_limit_mib} MiB: {exc}"
+        got["status"] = "failed"
+        got["error"] = (_memory_error(str(exc), cond.worker.memory_limit_mib, exc.traceback_text)
+                        if _is_allocation_failure(str(exc)) else
+                        ErrorRecord(kind="submission", stage=exc.stage, message=str(exc), traceback=exc.traceback_text))
     except InputError as exc:
-        result.status = "failed"
-        result.error = {"stage": "input", "message": str(exc), "traceback": "", "kind": "input"}
+        got["status"] = "failed"
+        got["error"] = ErrorRecord(kind="input", stage="input", message=str(exc))
     except (Exception, SystemExit) as exc:
         # Raised outside _call (a measurement step calling the codec, or the suite itself): whose it is
         # is read from the traceback, so a suite bug is never blamed on the submission or vice versa.
-        result.status = "failed"
-        result.error = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
-    result.worker.update({"peak_rss_mib": memory.peak_rss_mib(), "pid": os.getpid()})
-    return result
+        got["status"] = "failed"
+        got["error"] = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
+    worker.update({"peak_rss_mib": memory.peak_rss_mib(), "pid": os.getpid()})
+    return assemble(got, pictures, missing, worker)
+
+
+def assemble(got: dict, pictures: list[dict], missing: dict[str, tuple[str, str]], worker: dict) -> RateResult:
+    """The RateResult from the steps' values (validated against the report model here, in the worker)."""
+    typed = [Picture.model_validate(p) for p in pictures]
+    timing_out, memory_out = _rate_summaries(typed)
+    minimum = got.pop("min_gpu_memory", None)
+    if minimum is not None:
+        memory_out.setdefault("cuda", {})["min"] = minimum
+    return RateResult.model_validate({**got, "images": typed, "not_measured": _not_measured(missing),
+                                      "worker": worker, "timing": timing_out, "memory": memory_out})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,9 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     job = json.loads(job_path.read_text())
     t0 = time.perf_counter()
     result = run_job(job)
-    result.worker["wall_s"] = time.perf_counter() - t0
+    result = result.model_copy(update={"worker": result.worker.model_copy(
+        update={"wall_s": time.perf_counter() - t0})})
     tmp = out_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(result)))
+    tmp.write_text(result.model_dump_json())
     tmp.replace(out_path)
     return 0
 

@@ -1,4 +1,4 @@
-"""Profile a CompressAI model without writing a manifest: `jpegai-profile --zoo ARCH [options]`.
+"""Profile a CompressAI model without writing a manifest: `jpegai-profile zoo ARCH [options]` (or `--zoo ARCH`).
 
 The one-liner writes the manifest it stands for — the CompressAI adapter, one rate point per JPEG AI
 target rate mapped to the architecture's quality levels (`profiler.adapters.compressai.ARCHITECTURES`),
@@ -9,7 +9,6 @@ repeated or edited as a normal submission: `jpegai-profile reports/<arch>/submis
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from pathlib import Path
@@ -17,19 +16,6 @@ from pathlib import Path
 from .errors import InputError
 
 PROPONENT = "CompressAI zoo (jpegai-profile --zoo)"
-
-
-def _parser() -> argparse.ArgumentParser:
-    from .cli import _Parser
-
-    p = _Parser(prog="jpegai-profile --zoo ARCH", add_help=False)
-    p.add_argument("--quality", type=str, default=None,
-                   help="comma-separated quality levels (default: the architecture's JPEG AI mapping)")
-    p.add_argument("--metric", choices=["mse", "ms-ssim"], default="mse")
-    p.add_argument("--weights", type=Path, default=None,
-                   help="a state dict (.safetensors, .pt, .pth, .pth.tar) for the single --quality given")
-    p.add_argument("--out", type=Path, default=None)
-    return p
 
 
 def _qualities(text: str, arch) -> list[int]:
@@ -115,19 +101,3 @@ def write_submission(directory: Path, arch_name: str, qualities: str | None = No
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "submission.toml").write_text(manifest_text(arch, rate_points(arch, qs), metric, weights_rel))
     return directory
-
-
-def cmd_zoo(argv: list[str]) -> int:
-    """`jpegai-profile --zoo ARCH [--quality Q[,Q]] [--metric M] [--weights FILE] [profile options]`."""
-    from .cli import cmd_profile
-
-    if not argv or argv[0].startswith("-"):
-        from .adapters.compressai import ARCHITECTURES
-
-        raise InputError("command line", "--zoo", f"name an architecture right after --zoo "
-                                                  f"(one of {', '.join(ARCHITECTURES)})")
-    arch_name, rest = argv[0], argv[1:]
-    args, profile_args = _parser().parse_known_args(rest)
-    out = args.out or Path("reports") / arch_name
-    directory = write_submission(out / "submission", arch_name, args.quality, args.metric, args.weights)
-    return cmd_profile([str(directory), "--out", str(out), *profile_args])

@@ -65,3 +65,18 @@ class NetworksCodec:
         import torch
 
         return torch.zeros(1)
+
+
+def minimal_report(rates=(), **fields):
+    """A valid Report around these rate points (a fixed submission and the default test conditions)."""
+    from profiler.conditions import TestConditions
+    from profiler.model.report import Report
+
+    data = {"submission": {"directory": "/x", "proponent": "Test Lab", "codec": "test", "version": "0",
+                           "entry": "codec:build", "precision": {"encoder": "float32", "decoder": "float32"},
+                           "rates": [{"index": r.index, "target_bpp": r.target_bpp} for r in rates]},
+            "conditions": TestConditions().to_dict(), "rates": list(rates), "schema_version": "2.0",
+            "tool": {"version": "0"}, "created": "2026-01-01T00:00:00+00:00",
+            "run": {"state": "complete", "planned_rates": [r.target_bpp for r in rates]}}
+    data.update(fields)
+    return Report.model_validate(data)

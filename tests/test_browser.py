@@ -16,7 +16,7 @@ from PIL import Image
 
 from profiler.aggregation import aggregate, to_html
 from profiler.render import html
-from profiler.report import read_report
+from profiler.model.io import read_report
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -86,3 +86,15 @@ def test_aggregate_html_in_browser(tmp_path):
     # The parameter bars fill thousands of pixels in both colours (the two kMAC/px plots alone, with
     # empty bars, give about 1000 each); a page without plots has none.
     assert colour_pixels(img, PLOT_COLOURS[0]) > 5000 and colour_pixels(img, PLOT_COLOURS[1]) > 5000
+
+
+def test_free_text_and_unfinished_run_in_browser(tmp_path):
+    """report_acme.json: names that are markup and a formula, an error with `<b>`: the page shows them
+    as text (no element made of them), says the run did not finish, and logs nothing."""
+    page = tmp_path / "acme.html"
+    page.write_text(html.render(read_report(FIXTURES / "report_acme.json")), encoding="utf-8")
+    dom = chromium(page, tmp_path, "--dump-dom")
+    assert dom.returncode == 0 and console_messages(dom.stderr) == []
+    assert "<h1>Acme [v2] (main) — =cmd|' /C calc'!A0</h1>" in dom.stdout
+    assert "&lt;b&gt;bold&lt;/b&gt;" in dom.stdout and "<b>bold</b>" not in dom.stdout
+    assert 'id="incomplete"' in dom.stdout

@@ -36,8 +36,8 @@ def test_tiny_codec_all_rates(tmp_path, tiny_dir):
         assert r["enc_gpu_s"] == r["gpu_mem_dec_mib"] == "not measured (not requested: --device cpu)"
         assert float(r["dec_cpu_s"]) > 0 and float(r["bpp"]) > 0
     rep = json.loads((tmp_path / "report.json").read_text())
-    assert rep["schema_version"] == "1.1"
-    assert rep["rates"][0]["not_measured"]["gpu"] in ("no CUDA device", "not requested: --device cpu")
+    assert rep["schema_version"] == "2.0"
+    assert rep["rates"][0]["not_measured"]["gpu"] == {"code": "not-requested", "reason": "not requested: --device cpu"}
     # Four built-in photographs, 2 timed repeats each.
     assert [i["name"] for i in rep["rates"][0]["images"]] == ["astronaut", "coffee", "chelsea", "rocket"]
     assert rep["rates"][0]["images"][0]["timing"]["cpu"]["decode"]["n"] == 2

@@ -5,7 +5,6 @@ from compressai.layers import GDN
 from torch import nn
 
 from profiler.counting.crosscheck import attribute, crosscheck_codec, crosscheck_part, part_inputs
-from profiler.report import RateResult
 
 from conftest import NetworksCodec
 
@@ -73,8 +72,7 @@ def test_codec_without_forward_says_why():
         def decode(self, b):
             return torch.zeros(1)
 
-    rate = RateResult(0, 0.1)
-    crosscheck_codec(Opaque(), [], None, rate)
-    assert rate.crosscheck["decoder"]["error"].startswith("RuntimeError")
-    assert "crosscheck_decoder" in rate.not_measured
-    assert rate.crosscheck["encoder"]["ours_strict"] == 0
+    crosscheck, missing = crosscheck_codec(Opaque())
+    assert crosscheck["decoder"]["error"].startswith("RuntimeError")
+    assert missing["crosscheck_decoder"][0] == "failed"
+    assert crosscheck["encoder"]["ours_strict"] == 0

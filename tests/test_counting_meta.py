@@ -8,13 +8,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from profiler.adapters.compressai import build as build_compressai
-from profiler.conditions import CountingSpec, TestConditions
+
 from profiler.counting import count_call
 from profiler.counting.meta import count_at, count_networks, count_resolutions, meta_copy
-from profiler.report import RateResult, Report
+from profiler import derive
+from profiler.model.report import RateResult
 from profiler.submission import load_entry, load_submission
 
-from conftest import NetworksCodec
+from conftest import NetworksCodec, minimal_report
 
 
 class _Rate:
@@ -68,9 +69,11 @@ def test_3840x2160_on_meta_allocates_no_activation(hyperprior):
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert e["method"] == "meta"
     # padded to 3840×2176 = 2040 blocks of 64×64, every layer scales with area
-    assert e["macs_decoder"] == 2040 * 178_339_840
-    assert e["kmac_px_decoder"] == 2040 * 178_339_840 / (3840 * 2160) / 1000   # per original pixel
-    assert e["complete_decoder"] and e["top_modules_decoder"][0][0] == "decoder.g_s.4"
+    assert e["decoder"]["macs"] == 2040 * 178_339_840
+    res = RateResult(index=0, target_bpp=0.03, resolutions=[e]).resolutions[0]
+    assert derive.resolution_kmac(res, "decoder") == 2040 * 178_339_840 / (3840 * 2160) / 1000   # per original pixel
+    top = max((k for k in res.decoder.per_module), key=lambda k: res.decoder.per_module[k].macs)
+    assert res.decoder.complete and top == "decoder.g_s.4"
     assert grown_mib < 300      # real tensors: several GB (complexity-facts.md §4)
 
 
@@ -132,8 +135,8 @@ def test_meta_failure_says_why_and_falls_back():
     e = count_at(codec, 8, 6, meta_copy(codec))
     assert e["method"] == "real tensors (networks)"
     assert "meta device failed" in e["note"] and "item" in e["note"].lower()
-    assert e["macs_encoder"] == 8 * 6 * 2 * 3            # 1×1 conv 3→2
-    assert e["macs_decoder"] == 4 * 3 * 3 * 2            # 1×1 conv 2→3 on the pooled 4×3
+    assert e["encoder"]["macs"] == 8 * 6 * 2 * 3            # 1×1 conv 3→2
+    assert e["decoder"]["macs"] == 4 * 3 * 3 * 2            # 1×1 conv 2→3 on the pooled 4×3
 
 
 def test_codec_without_networks_counts_real_calls(tiny_dir):
@@ -143,18 +146,18 @@ def test_codec_without_networks_counts_real_calls(tiny_dir):
     assert e["method"] == "real encode()/decode() of a noise image"
     assert "no encode_networks" in e["note"]
     # tests/test_kmac.py's formulas at 48×34 (no padding): latent 17×24
-    assert e["macs_encoder"] == 17 * 24 * 4 * 3 * 9 + 17 * 24 * 4 * 4
-    assert e["macs_decoder"] == 17 * 24 * 4 * 4 + 17 * 24 * 4 * 3 * 16 + 34 * 48 * 3 * 3 * 9
+    assert e["encoder"]["macs"] == 17 * 24 * 4 * 3 * 9 + 17 * 24 * 4 * 4
+    assert e["decoder"]["macs"] == 17 * 24 * 4 * 4 + 17 * 24 * 4 * 3 * 16 + 34 * 48 * 3 * 3 * 9
 
 
 def test_worst_case_over_resolutions_names_its_source(hyperprior):
-    cond = TestConditions(counting=CountingSpec(resolutions=((1920, 1080), (3840, 2160))))
-    rate = RateResult(index=0, target_bpp=0.03)
-    count_resolutions(hyperprior, cond, rate)
-    assert [(e["width"], e["height"], e["method"]) for e in rate.resolutions] == [
-        (1920, 1080, "meta"), (3840, 2160, "meta")]
-    rep = Report(submission={}, conditions={}, rates=[rate])
-    worst = rep.compute_summary()["kmac_px_decoder_worst_at"]
+    entries, missing = count_resolutions(hyperprior, ((1920, 1080), (3840, 2160)), None)
+    assert [(e["width"], e["height"], e["method"]) for e in entries] == [(1920, 1080, "meta"), (3840, 2160, "meta")]
+    assert missing == {}
+    rep = minimal_report([RateResult(index=0, target_bpp=0.03, resolutions=entries)])
+    worst = derive.worst_decoder(rep)
     # 1080 pads to 1088 (0.74 % more rows) and 2160 to 2176 (0.74 %): equal; the first maximum is kept
-    assert worst["width"] == 1920 and worst["target_bpp"] == 0.03 and worst["source"] == "meta"
-    assert worst["kmac_px"] == 1088 * 1920 / (64 * 64) * 178_339_840 / (1920 * 1080) / 1000
+    assert worst.where.width == 1920 and worst.where.target_bpp == 0.03 and worst.where.source == "meta"
+    assert worst.where.kmac_px == 1088 * 1920 / (64 * 64) * 178_339_840 / (1920 * 1080) / 1000
+    # ... and the breakdown is that call's: its modules add up to the worst case's MACs.
+    assert sum(c.macs for c in worst.per_module.values()) == worst.where.macs == 1088 * 1920 // 4096 * 178_339_840

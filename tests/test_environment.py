@@ -48,8 +48,8 @@ def test_report_fingerprint_carries_the_submission_hash(tiny_dir):
     sub = load_submission(tiny_dir)
     cond = TestConditions()
     rep = runner.new_report(sub, cond, {})
-    assert rep.environment["submission_files_sha256"] == files_hash(tiny_dir) == rep.submission["files_sha256"]
-    assert rep.environment["threads_configured"] == cond.timing.threads
+    assert rep.environment.submission_files_sha256 == files_hash(tiny_dir) == rep.submission.files_sha256
+    assert rep.environment.threads_configured == cond.timing.threads
 
 
 def test_distributions_of_leaves_out_stdlib_and_unknown():
@@ -58,10 +58,9 @@ def test_distributions_of_leaves_out_stdlib_and_unknown():
 
 
 def test_merge_worker_unions_packages_and_threads():
-    env = {}
-    merge_worker(env, {"torch_threads": 1, "submission_imported": {"compressai": "1.2.8"}})
-    merge_worker(env, {"torch_threads": 1, "submission_imported": {"PyYAML": "6.0"}})
-    merge_worker(env, None)
+    env = merge_worker({}, {"torch_threads": 1, "submission_imported": {"compressai": "1.2.8"}})
+    env = merge_worker(env, {"torch_threads": 1, "submission_imported": {"PyYAML": "6.0"}})
+    assert merge_worker(env, None) == env
     assert env == {"packages_submission": {"compressai": "1.2.8", "PyYAML": "6.0"}, "threads_used": [1]}
 
 
@@ -73,6 +72,6 @@ def test_worker_records_what_the_submission_imported(tmp_path):
                           timing=TimingSpec(repeats=1, warmup=1, devices=("cpu",)))
     report = runner.profile(sub, cond, tmp_path, [0], ["cpu"])
     assert report.rates[0].ok, report.rates[0].error
-    assert report.rates[0].environment["submission_imported"] == {"PyYAML": metadata.version("PyYAML")}
-    assert report.environment["packages_submission"] == {"PyYAML": metadata.version("PyYAML")}
-    assert report.environment["threads_used"] == [1]
+    assert report.rates[0].environment.submission_imported == {"PyYAML": metadata.version("PyYAML")}
+    assert report.environment.packages_submission == {"PyYAML": metadata.version("PyYAML")}
+    assert report.environment.threads_used == [1]

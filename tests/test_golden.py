@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FIXTURE_REPORTS = ("report_fixnet", "report_betanet")
+FIXTURE_REPORTS = ("report_fixnet", "report_betanet", "report_acme")
 _DATA_URI = re.compile(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+")
 
 
@@ -26,7 +26,7 @@ def rendered(name: str) -> dict[str, str]:
 
     from profiler import render
     from profiler.render import console
-    from profiler.report import read_report
+    from profiler.model.io import read_report
 
     report = read_report(FIXTURES / f"{name}.json")
     out = {}

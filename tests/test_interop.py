@@ -8,7 +8,6 @@ import torch
 
 from profiler.images import TestImage
 from profiler.interop import PROXY_PAIR, measure_interop
-from profiler.report import RateResult
 
 from conftest import CODECS
 
@@ -35,12 +34,13 @@ def _image():
 
 def test_deterministic_codec_decodes_identically_on_the_proxy(ratectl):
     codec = ratectl.RateControlledCodec(1.0, torch.device("cpu"))
-    result = RateResult(index=0, target_bpp=1.0)
-    measure_interop(codec, None, _Rate(), [_image()], None, ["cpu"], result)
-    assert result.interop["pair"] == PROXY_PAIR and result.interop["proxy"] is True
-    e = result.interop["images"][0]
-    assert e["max_abs_diff"] == 0.0 and e["max_abs_diff_8bit"] == 0 and e["psnr_drop_db"] == 0.0
-    assert e["a"] == e["b"] and e["a"]["ms_ssim"] is not None      # 176 px ≥ 161: MS-SSIM defined
+    interop = measure_interop(codec, None, _Rate(), [_image()], ["cpu"])
+    assert interop["pair"] == PROXY_PAIR and interop["proxy"] is True
+    e = interop["images"][0]
+    # The entropy decoding is integer, so the symbols are the same; the float synthesis may still round
+    # differently with oneDNN off (seen: 6e-8 on the [0, 1] scale), far below one 8-bit code value.
+    assert e["max_abs_diff"] < 1e-6 and e["max_abs_diff_8bit"] == 0
+    assert abs(e["psnr_drop_db"]) < 1e-4 and e["a"]["ms_ssim"] is not None      # 176 px ≥ 161: MS-SSIM defined
     assert e["bpp"] == 8 * e["bytes"] / (192 * 176)
 
 
@@ -48,9 +48,7 @@ def test_float_rounding_entropy_decoding_is_caught(ratectl):
     # Turning oneDNN off changes the transposed convolution's float rounding (≈1e-7); amplified by 2^24 the
     # symbol offsets differ and the decoded symbols are wrong: a real desynchronisation.
     codec = ratectl.RateControlledCodec(1.0, torch.device("cpu"), float_entropy=True)
-    result = RateResult(index=0, target_bpp=1.0)
-    measure_interop(codec, None, _Rate(), [_image()], None, ["cpu"], result)
-    e = result.interop["images"][0]
+    e = measure_interop(codec, None, _Rate(), [_image()], ["cpu"])["images"][0]
     assert "decode_error_b" not in e
     assert e["max_abs_diff_8bit"] > 1 and e["psnr_drop_db"] > 0.1
     assert e["b"]["psnr_rgb"] < e["a"]["psnr_rgb"]
@@ -69,9 +67,7 @@ def test_decode_failure_on_b_is_recorded():
             return torch.zeros(1, 3, 4, 4)
 
     img = TestImage("grey", np.full((4, 4, 3), 128, np.uint8))
-    result = RateResult(index=0, target_bpp=1.0)
-    measure_interop(Fragile(), None, _Rate(), [img], None, ["cpu"], result)
-    e = result.interop["images"][0]
+    e = measure_interop(Fragile(), None, _Rate(), [img], ["cpu"])["images"][0]
     assert e["decode_error_b"] == "ValueError: cannot decode here" and "b" not in e
 
 
@@ -91,15 +87,13 @@ def test_worker_uses_the_counted_run_as_device_a(ratectl):
 
     cond = load_conditions(None)          # warm-up 1 (= the counted run) + 3 repeats
     codec = Counting(1.0, torch.device("cpu"), float_entropy=True)
-    entries: list = []
-    _measure_image(codec, _image(), cond, ["cpu"], None, entries)
+    _, entry = _measure_image(codec, _image(), cond, None, interop_proxy=True)
+    entries = [entry]
     assert Counting.encodes == 1 + 3
-    result = RateResult(index=0, target_bpp=1.0)
-    measure_interop(codec, None, _Rate(), [_image()], None, ["cpu"], result, entries)
-    assert Counting.encodes == 4 and result.interop["images"] == entries
-    alone = RateResult(index=0, target_bpp=1.0)
-    measure_interop(codec, None, _Rate(), [_image()], None, ["cpu"], alone)
+    interop = measure_interop(codec, None, _Rate(), [_image()], ["cpu"], entries)
+    assert Counting.encodes == 4 and interop["images"] == entries
+    alone = measure_interop(codec, None, _Rate(), [_image()], ["cpu"])
     assert Counting.encodes == 5
-    (e,), (f,) = entries, alone.interop["images"]
+    (e,), (f,) = entries, alone["images"]
     assert e["bytes"] == f["bytes"] and e["max_abs_diff_8bit"] == f["max_abs_diff_8bit"] > 1
     assert e["a"] == f["a"] and e["b"] == f["b"]

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from profiler.conditions import TestConditions, WorkerSpec
-from profiler.report import RateResult, Report
+from profiler.model.io import write_report
+from profiler.model.report import RateResult, Report
 from profiler.runner import resumable
 
 from conftest import CODECS, ROOT, run_cli
@@ -27,20 +28,23 @@ ENV = {"cpu_model": "Test CPU", "cpu_count": 2, "python": "3.11.9", "torch": "2.
 
 def _report(sha="abc", cond=None, rates=(), devices=("cpu",), env=ENV) -> Report:
     cond = cond or TestConditions()
-    sub = {"codec": "tiny", "proponent": "Test Lab", "files_sha256": sha,
+    sub = {"directory": "/x", "codec": "tiny", "proponent": "Test Lab", "version": "", "entry": "codec:build",
+           "precision": {"encoder": "float32", "decoder": "float32"}, "files_sha256": sha,
            "rates": [{"index": 0, "target_bpp": 0.5}, {"index": 1, "target_bpp": 1.0}, {"index": 2, "target_bpp": 2.0}]}
     return Report(submission=sub, conditions=json.loads(json.dumps(cond.to_dict())), environment=dict(env),
-                  options={"devices": list(devices)}, rates=list(rates))
+                  options={"devices": list(devices)}, rates=list(rates), schema_version="2.0",
+                  tool={"version": "0"}, created="2026-01-01T00:00:00+00:00")
 
 
 def _saved(tmp_path, report: Report) -> Path:
     path = tmp_path / "report.json"
-    report.write(path)
+    write_report(report, path)
     return path
 
 
 OK0 = RateResult(index=0, target_bpp=0.5)
-FAILED1 = RateResult(index=1, target_bpp=1.0, status="failed", error={"kind": "timeout", "message": "timed out"})
+FAILED1 = RateResult(index=1, target_bpp=1.0, status="failed",
+                     error={"kind": "timeout", "stage": "image chelsea", "message": "timed out"})
 
 
 def test_keeps_finished_rate_points_and_reruns_failed(tmp_path):
@@ -120,6 +124,8 @@ options = { gain = 64.0 }
 """
 
 CONFIG = """
+[conditions]
+target_rates = [0.5, 1.0, 2.0]
 [images]
 builtin = ["chelsea", "coffee"]
 [counting]
@@ -177,6 +183,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path):
     assert left["run"]["state"] == "running" and left["run"]["seed"] == 0
     assert [(r["target_bpp"], r["status"]) for r in left["rates"]] == [(0.5, "ok")]
     assert not (part / "table.csv").exists()
+    _unfinished_everywhere(tmp_path, report_path, whole / "report.json", config)
 
     resumed = run_cli(*common, "--out", str(part), "--resume")
     assert resumed.returncode == 0, resumed.stderr
@@ -191,3 +198,38 @@ def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path):
     assert _table(part) == _table(whole)
     assert [r["target_bpp"] for r in _table(whole)] == ["0.5", "1.0", "2.0"]
     assert _counts(part) == _counts(whole)
+
+
+def _unfinished_everywhere(tmp_path: Path, killed: Path, finished: Path, config: Path) -> None:
+    """The report the kill left, read by every reader (issue 20): each says the run did not finish and
+    which planned rate points were never measured (1 and 2 bpp); the verdict is incomplete, never pass."""
+    import profiler
+
+    # load_report, as in a notebook
+    df = profiler.load_report(killed)
+    assert df.attrs["complete"] is False and df.attrs["missing_rates"] == [1.0, 2.0]
+    assert list(df["target_bpp"]) == [0.5]
+    # check --report: exit 1, the unfinished line, verdict incomplete (the rates rule: not profiled)
+    proc = run_cli("check", "--report", str(killed), "--config", str(config))
+    assert proc.returncode == 1, proc.stderr
+    assert "incomplete report: the run did not finish (run.state running): planned rate points not measured: 1, 2 bpp" \
+        in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1].startswith("verdict: INCOMPLETE")
+    proc = run_cli("check", "--report", str(killed), "--config", str(config), "--json")
+    data = json.loads(proc.stdout)
+    assert data["verdict"] == "incomplete" and data["complete"] is False and data["missing_rates"] == [1.0, 2.0]
+    # aggregate: flagged with a warning naming the missing rate points; --complete-only leaves it out
+    both = tmp_path / "both"
+    (both / "killed").mkdir(parents=True)
+    (both / "whole").mkdir()
+    shutil.copy(killed, both / "killed" / "report.json")
+    shutil.copy(finished, both / "whole" / "report.json")
+    df = profiler.aggregate([both])
+    warnings = df.attrs["warnings"]
+    assert any("1, 2" in w or "1.0, 2.0" in w for p, w in warnings.items() if "killed" in p), warnings
+    proc = run_cli("aggregate", str(both), "--out", str(tmp_path / "agg"))
+    assert proc.returncode == 0, proc.stderr
+    assert "unfinished" in (tmp_path / "agg" / "aggregate.html").read_text()
+    only = profiler.aggregate([both], complete_only=True)
+    assert set(only["report"].map(lambda p: Path(p).parent.name)) == {"whole"}
+    assert [Path(p).parent.name for p in only.attrs["left_out"]] == ["killed"]

@@ -253,15 +253,17 @@ def crosscheck_part(wrapper: PartForward, leaves: tuple, part: str) -> dict:
     return entry
 
 
-def crosscheck_codec(codec, images, cond, result) -> None:
-    """Fill `result.crosscheck` per part, or say in `result.not_measured` why it could not run."""
+def crosscheck_codec(codec) -> tuple[dict | None, dict[str, tuple[str, str]]]:
+    """The cross-check entry per part (`RateResult.crosscheck`), and what could not be run as
+    {key: (code, reason)}."""
     width, height = SIZE
+    missing: dict[str, tuple[str, str]] = {}
     try:
         parts, how = part_inputs(codec, width, height)
     except Exception as exc:
-        result.not_measured["crosscheck"] = (f"the codec's networks could not run as a forward for the cross-check "
-                                             f"({type(exc).__name__}: {exc}); provide encode_networks/decode_networks")
-        return
+        missing["crosscheck"] = ("not-available", f"the codec's networks could not run as a forward for the "
+                                 f"cross-check ({type(exc).__name__}: {exc}); provide encode_networks/decode_networks")
+        return None, missing
     out: dict = {"width": width, "height": height, "forward": how,
                  "note": f"networks only (no entropy coding), one {width}×{height} input per rate point"}
     for part, (wrapper, leaves) in parts.items():
@@ -269,5 +271,5 @@ def crosscheck_codec(codec, images, cond, result) -> None:
             out[part] = crosscheck_part(wrapper, leaves, part)
         except Exception as exc:
             out[part] = {"error": f"{type(exc).__name__}: {exc}"}
-            result.not_measured[f"crosscheck_{part}"] = f"the {part} forward failed under our counter: {exc}"
-    result.crosscheck = out
+            missing[f"crosscheck_{part}"] = ("failed", f"the {part} forward failed under our counter: {exc}")
+    return out, missing

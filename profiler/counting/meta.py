@@ -27,7 +27,7 @@ import torch
 
 from ..codec import CountableNetworks
 from .conventions import figure, kmac_per_pixel
-from .engine import CountResult, OpCounter, top_modules
+from .engine import CountResult, OpCounter
 
 
 def meta_copy(codec: Any) -> Any:
@@ -81,25 +81,10 @@ def _why(exc: BaseException) -> str:
 
 def entry(width: int, height: int, enc: CountResult | None, dec: CountResult | None, method: str,
           seconds: float, note: str = "") -> dict:
-    """One `result.resolutions` entry: kMAC/px per part and convention (per original W×H, not padded)."""
-    out: dict = {"width": width, "height": height, "method": method, "seconds": round(seconds, 4)}
+    """One resolution entry (`Resolution` in the report): each part's whole count, as a picture's counts."""
+    out: dict = {"width": width, "height": height, "method": method, "seconds": round(seconds, 4), "note": note}
     for part, res in (("encoder", enc), ("decoder", dec)):
-        if res is None:
-            out[f"kmac_px_{part}"] = out[f"kmac_px_{part}_vm"] = out[f"macs_{part}"] = None
-            continue
-        total = res.total()
-        out[f"macs_{part}"] = res.macs
-        out[f"kmac_px_{part}"] = kmac_per_pixel(res.macs, width, height)
-        out[f"kmac_px_{part}_vm"] = kmac_per_pixel(figure(total, "vm"), width, height)
-        out[f"complete_{part}"] = res.complete
-        out[f"uncounted_{part}"] = dict(res.uncounted)
-    if dec is not None:
-        out["top_modules_decoder"] = [[k, v] for k, v in top_modules(dec.per_module, 8)]
-        # The whole breakdown, so that a worst case found at this resolution is shown with its own
-        # per-module costs (not a test picture's).
-        out["per_module_decoder"] = dec.to_dict()["per_module"]
-    if note:
-        out["note"] = note
+        out[part] = None if res is None else res.to_dict()
     return out
 
 
@@ -133,40 +118,45 @@ def count_at(codec: Any, width: int, height: int, meta_twin: Any | None) -> dict
     return entry(width, height, None, None, "not counted", 0.0, "; ".join(notes))
 
 
-def meta_agreement(codec: Any, meta_twin: Any, image_result) -> dict:
+def meta_agreement(codec: Any, meta_twin: Any, image_name: str, width: int, height: int, real_macs: int) -> dict:
     """The decoder's networks counted on meta at a test image's size against the real decode() count
     of that image: they must agree exactly where both apply (a non-autoregressive decoder, or one whose
     serial loop adds up to its dense equivalent)."""
     try:
-        _, dec = count_networks(meta_twin, image_result.width, image_result.height, "meta")
+        _, dec = count_networks(meta_twin, width, height, "meta")
     except Exception as exc:
-        return {"image": image_result.name, "agree": None, "note": f"meta device failed: {_why(exc)}"}
-    real = image_result.macs("decoder")
-    return {"image": image_result.name, "width": image_result.width, "height": image_result.height,
-            "meta_macs_decoder": dec.macs, "real_macs_decoder": real, "agree": dec.macs == real}
+        return {"image": image_name, "agree": None, "note": f"meta device failed: {_why(exc)}"}
+    return {"image": image_name, "width": width, "height": height,
+            "meta_macs_decoder": dec.macs, "real_macs_decoder": real_macs, "agree": dec.macs == real_macs}
 
 
-def count_resolutions(codec, cond, result) -> None:
-    """Append one entry per profile.toml resolution to `result.resolutions`, or say why not."""
-    if not cond.counting.resolutions:
-        return
+def count_resolutions(codec, resolutions, first_image: tuple[str, int, int, int] | None
+                      ) -> tuple[list[dict], dict[str, tuple[str, str]]]:
+    """One entry per profile.toml resolution, and what could not be measured as {key: (code, reason)}.
+
+    `first_image` = (name, width, height, real decoder MACs) of the first test picture's counted decode,
+    against which the meta path is checked.
+    """
+    entries: list[dict] = []
+    missing: dict[str, tuple[str, str]] = {}
+    if not resolutions:
+        return entries, missing
     meta_twin = None
     if isinstance(codec, CountableNetworks):
         try:
             meta_twin = meta_copy(codec)
         except Exception as exc:
-            result.not_measured["resolutions_meta"] = f"could not move the codec to the meta device: {_why(exc)}"
+            missing["resolutions_meta"] = ("failed", f"could not move the codec to the meta device: {_why(exc)}")
     else:
-        result.not_measured["resolutions_meta"] = (
-            "codec has no encode_networks/decode_networks: resolutions counted with real encode()/decode()")
-    for width, height in cond.counting.resolutions:
-        result.resolutions.append(count_at(codec, width, height, meta_twin))
-    if meta_twin is not None and result.images:
-        check = meta_agreement(codec, meta_twin, result.images[0])
-        for e in result.resolutions:
-            if e["method"] == "meta":
-                e["meta_vs_real"] = check
+        missing["resolutions_meta"] = (
+            "not-available", "codec has no encode_networks/decode_networks: resolutions counted with real encode()/decode()")
+    for width, height in resolutions:
+        entries.append(count_at(codec, width, height, meta_twin))
+    if meta_twin is not None and first_image is not None:
+        check = meta_agreement(codec, meta_twin, *first_image)
+        entries = [{**e, "meta_vs_real": check} if e["method"] == "meta" else e for e in entries]
         if check.get("agree") is False:
-            result.not_measured["resolutions_meta_check"] = (
+            missing["resolutions_meta_check"] = ("disagrees",
                 f"decoder networks on meta count {check['meta_macs_decoder']} MACs at {check['image']} but the real "
                 f"decode() counts {check['real_macs_decoder']}: the resolution counts may not be the decoder's")
+    return entries, missing

@@ -1,8 +1,13 @@
-"""Renderers: each reads a Report and writes one format. None of them measures anything."""
+"""Renderers: each reads a Report and writes one format. None of them measures anything or changes it."""
 
+from __future__ import annotations
+
+from importlib import import_module
 from pathlib import Path
 
-from ..report import Report
+from .. import derive
+from ..model.io import write_report
+from ..model.report import Report
 
 # file name → renderer module (each has `render(report) -> str`); report.json is the Report itself.
 FILES = {
@@ -16,13 +21,11 @@ FILES = {
 
 
 def write_all(report: Report, out_dir: Path) -> list[Path]:
-    """Write report.json and every file renderer's output into out_dir; returns the paths."""
-    from importlib import import_module
-
+    """Write report.json (its stored summary refreshed) and every file renderer's output into out_dir."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    report.write(out_dir / "report.json")
-    paths.append(out_dir / "report.json")
+    write_report(derive.with_summary(report), out_dir / "report.json")
+    paths = [out_dir / "report.json"]
     for name, module in FILES.items():
         p = out_dir / name
         p.write_text(import_module(f"{__name__}.{module}").render(report), encoding="utf-8")

@@ -1,12 +1,18 @@
-"""The rich console view: the standard table, the summary, and what was not measured or failed."""
+"""The rich console view: the standard table, the summary, and what was not measured or failed.
+
+Every text that came from the submission or its run (names, error messages, module names, rule texts)
+goes through `escape.markup`, so `[cuda:0]` or `[/red]` in it prints as written.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
 
-from ..report import Report
+from .. import derive
+from ..model.report import RateResult, Report
 from . import table
+from .escape import markup
 
 SHORT = {"target_bpp": "target", "params_encoder": "params enc", "params_decoder": "params dec",
          "kmac_px_encoder": "kMAC/px enc", "kmac_px_decoder": "kMAC/px dec", "enc_cpu_s": "enc CPU s",
@@ -21,59 +27,64 @@ SHOWN = ["target_bpp", "status", "bpp", "psnr_rgb", "params_encoder", "params_de
 def render(report: Report, console: Console | None = None) -> None:
     console = console or Console()
     sub = report.submission
-    t = Table(title=f"{sub['codec']} — {sub['proponent']} (JPEG AI complexity)", show_lines=False)
+    t = Table(title=markup(f"{sub.codec} — {sub.proponent} (JPEG AI complexity)"), show_lines=False)
     for c in SHOWN:
         t.add_column(SHORT.get(c, c), justify="left" if c in ("status",) or c.startswith("precision") else "right")
     for row in table.rows(report):
         cells = []
         for c in SHOWN:
             v = row[c]
-            text = "n/m" if table.is_not_measured(v) else table.fmt(v, c)
+            text = "n/m" if table.is_not_measured(v) else markup(table.fmt(v, c))
             if c == "status" and v != "ok":
                 text = f"[red]{text}[/red]"
             cells.append(text)
         t.add_row(*cells)
     console.print(t)
+    unfinished = table.unfinished(report)
+    if unfinished:
+        console.print(f"[bold yellow]incomplete[/bold yellow]: {markup(unfinished)}", highlight=False)
     s = table.summary(report)
     console.print(
-        f"largest model: [bold]{table.fmt(s['params_largest_model'], 'params')}[/bold] params · "
-        f"total over rate points: [bold]{table.fmt(s['params_total'], 'params')}[/bold] · "
-        f"worst-case decoder: [bold]{table.fmt(s['kmac_px_decoder_worst'])}[/bold] kMAC/px · "
-        f"encoder max: [bold]{table.fmt(s['kmac_px_encoder_max'])}[/bold] kMAC/px")
+        (f"{table.SUMMARY_PARTIAL}: " if unfinished else "") +
+        f"largest model: [bold]{markup(table.fmt(s['params_largest_model'], 'params'))}[/bold] params · "
+        f"total over rate points: [bold]{markup(table.fmt(s['params_total'], 'params'))}[/bold] · "
+        f"worst-case decoder: [bold]{markup(table.fmt(s['kmac_px_decoder_worst']))}[/bold] kMAC/px · "
+        f"encoder max: [bold]{markup(table.fmt(s['kmac_px_encoder_max']))}[/bold] kMAC/px")
     reasons = table.not_measured_reasons(report)
     if reasons:
-        console.print("n/m = not measured: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
+        console.print(markup("n/m = not measured: " + "; ".join(f"{k}: {v}" for k, v in reasons.items())))
     for r in report.rates:
         if not r.ok:
-            console.print(f"[red]rate {r.target_bpp} failed[/red]: {(r.error or {}).get('message', 'unknown')}")
+            console.print(f"[red]rate {r.target_bpp} failed[/red]: {markup(table.error_message(r))}")
     render_top_modules(report, console)
     render_counting(report, console)
     render_verdict(report, console)
 
 
 def render_top_modules(report: Report, console: Console, n: int = 8) -> None:
-    """The costliest modules (own MACs) of the worst-case decoder."""
+    """The costliest modules (own MACs) of the worst-case decoder: of the very call it was found in."""
     where, mods = table.top_modules(report, n)
     if not mods:
         return
-    t = Table(title=f"top decoder modules at {where['target_bpp']:g} bpp, {where['image'] or 'resolution count'} "
-                    f"{where['width']}×{where['height']} ({where['kmac_px']:.2f} kMAC/px)")
+    kmac = table.fmt(table.lower_bound(where.kmac_px, where.complete))
+    t = Table(title=markup(f"top decoder modules at {where.target_bpp:g} bpp, {table.where_text(where)} "
+                           f"({kmac} kMAC/px)"))
     for c in ("module", "kMAC/px (own)", "share"):
         t.add_column(c, justify="left" if c == "module" else "right")
-    total = where["macs"] or 1
+    total = where.macs or 1
     for m in mods:
-        t.add_row(m["module"], f"{m['self_kmac_px']:.2f}", f"{100 * m['self_macs'] / total:.1f} %")
+        t.add_row(markup(m["module"]), f"{m['self_kmac_px']:.2f}", f"{100 * m['self_macs'] / total:.1f} %")
     console.print(t)
 
 
 def render_verdict(report: Report, console: Console) -> None:
     verdict, rules = table.compliance_view(report)
     colour = {"pass": "green", "fail": "red"}.get(verdict.lower(), "yellow")
-    console.print(f"compliance verdict: [bold {colour}]{verdict}[/bold {colour}]")
+    console.print(f"compliance verdict: [bold {colour}]{markup(verdict)}[/bold {colour}]")
     for r in rules:
         if str(r["status"]).lower() != "pass":
             fix = f" → fix: {r['fix']}" if r["fix"] else ""
-            console.print(f"  {r['id']}: {r['status']} — {r['measured'] or ''}{fix}", highlight=False)
+            console.print(markup(f"  {r['id']}: {r['status']} — {r['measured'] or ''}{fix}"), highlight=False)
 
 
 # ---- counting details (profiler/counting): strict vs vm, uncounted ops, cross-check --------------------
@@ -92,24 +103,33 @@ def render_counting(report: Report, console: Console) -> None:
         console.print(f"{label}: {text}", highlight=False)
 
 
-def _counting_text(r) -> str:
-    vm_dec = table.kmac_px_vm_max(r, "decoder")
+def _counting_text(r: RateResult) -> str:
+    """One rate point's counting lines, as console markup (submission text escaped)."""
+    row_dec = table.lower_bound(*_dec(r))
+    vm_dec = table.lower_bound(*_dec(r, vm=True))
     uncounted: dict[str, int] = {}
     for img in r.images:
         for part in ("encoder", "decoder"):
-            for op, n in img.counts[part].get("uncounted", {}).items():
+            for op, n in img.counts[part].uncounted.items():
                 uncounted[op] = uncounted.get(op, 0) + n
-    line = f"decoder {table.fmt(r.kmac_px_max('decoder'))} kMAC/px strict, {table.fmt(vm_dec)} vm"
+    line = f"decoder {markup(table.fmt(row_dec))} kMAC/px strict, {markup(table.fmt(vm_dec))} vm"
     line += "; count complete" if not uncounted else \
-        "; [yellow]uncounted ops[/yellow]: " + ", ".join(f"{op}×{n}" for op, n in sorted(uncounted.items()))
+        "; [yellow]uncounted ops[/yellow]: " + markup(", ".join(f"{op}×{n}" for op, n in sorted(uncounted.items())))
+    cc_all = r.crosscheck
     for part in ("encoder", "decoder"):
-        cc = r.crosscheck.get(part) or {}
-        if "counters" not in cc:
+        cc = getattr(cc_all, part) if cc_all is not None else None
+        if cc is None or not cc.counters:
             continue
-        diffs = ", ".join(f"{name} {v['relative_difference'] * 100:+.2f} %" if v.get("total") is not None
-                          else f"{name} failed" for name, v in cc["counters"].items())
-        flag = " [red]UNEXPLAINED DIFFERENCE[/red]" if cc.get("flagged") else ""
-        line += f"\n  cross-check {part} ({r.crosscheck['width']}×{r.crosscheck['height']}): {diffs}{flag}"
-        for text in cc.get("explanations", [])[:3]:
-            line += f"\n    {text}"
+        diffs = ", ".join(f"{name} {v.relative_difference * 100:+.2f} %"
+                          if v.total is not None and v.relative_difference is not None
+                          else f"{name} failed" for name, v in cc.counters.items())
+        flag = " [red]UNEXPLAINED DIFFERENCE[/red]" if cc.flagged else ""
+        line += f"\n  cross-check {part} ({cc_all.width}×{cc_all.height}): {markup(diffs)}{flag}"
+        for text in cc.explanations[:3]:
+            line += f"\n    {markup(text)}"
     return line
+
+
+def _dec(r: RateResult, vm: bool = False) -> tuple[float | None, bool | None]:
+    f = derive.rate_figures(r)
+    return (f.kmac_px_vm if vm else f.kmac_px)["decoder"], table.part_complete(r, "decoder")

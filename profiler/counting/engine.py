@@ -199,19 +199,17 @@ class _FunctionWatch(TorchFunctionMode):
         self.counter = counter
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        # this mode's own time (all of it but `func` itself) is the counter's, not the codec's
+        # this mode's own time (all but `func` itself) is the counter's, not the codec's: it is excluded
+        # from the call's wall time like the dispatch mode's book-keeping
         t0 = time.perf_counter()
         kwargs = kwargs or {}
+        fn = self.counter.registry.function_formula(func)
         t1 = time.perf_counter()
         try:
             out = func(*args, **kwargs)
         finally:
             t2 = time.perf_counter()
-            self.counter._t_overhead += (t1 - t0)
-        fn = self.counter.registry.function_formula(func)
-        if fn is None:
-            self.counter._t_overhead += time.perf_counter() - t2
-            return out
+            self.counter._t_overhead += t1 - t0
         if fn is not None:
             name = f"{getattr(func, '__module__', 'torch')}.{getattr(func, '__name__', func)}"
             try:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +54,6 @@ class Cost:
 
 
 Formula = Callable[..., Cost]
-Target = "OpOverload | OpOverloadPacket | str"
 
 
 class RegistryError(ValueError):
@@ -424,9 +423,8 @@ def _build_default() -> FormulaRegistry:
     reg.add_zero_cost(*_ZERO_COST_NAMES)
     reg.add_zero_cost(*_OPTIONAL_ZERO_COST, optional=True)
 
-    def _l2_normalize(x, p=2.0, dim=1, eps=1e-12, out=None, *, out_val, **kw) -> Cost:
+    def _l2_normalize(x, p=2.0, dim=1, eps=1e-12, out=None, *, out_val) -> Cost:
         # The reference software's `Norm` hook: one operation per output element of an L2 norm.
-        p = kw.get("p", p)
         return Cost(elements=_numel(_shape(out_val)) if float(p) == 2.0 else 0, element_kind="l2norm")
 
     reg.register_function(F.normalize, _l2_normalize)

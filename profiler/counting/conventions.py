@@ -4,14 +4,15 @@
   bias, no activation, no element operation. The default, and the figure JPEG AI's kMAC/px asks for.
 - `vm`: what the JPEG AI reference software's counter (ptflops 0.6.5 with its hooks) reports: transposed
   convs counted per *output* position, + 1 per output element that gets a bias, + 1 per activation and
-  normalisation element (complexity-facts.md §2).
+  normalisation element, + 1 per output element of an L2 normalisation (`F.normalize`, the reference
+  software's `Norm` hook) (complexity-facts.md §2).
 """
 
 from __future__ import annotations
 
 from .engine import ScopeCost
 
-VM_ELEMENT_KINDS = ("activation", "normalization")
+VM_ELEMENT_KINDS = ("activation", "normalization", "l2norm")
 
 
 def strict(cost: ScopeCost) -> int:

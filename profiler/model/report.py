@@ -88,6 +88,12 @@ class PartCount(Frozen):
     ops: dict[str, OpCount] = Field(default_factory=dict)
     uncounted: dict[str, int] = Field(default_factory=dict)
     uncounted_at: dict[str, list[str]] = Field(default_factory=dict)
+    uncounted_why: dict[str, str] = Field(default_factory=dict)       # op → why it has no count
+    decomposed: dict[str, int] = Field(default_factory=dict)          # op counted through its parts → calls
+    unseen: list[str] = Field(default_factory=list)                   # what the counter could not see, in words
+    wall_s: float | None = None             # the counted call's wall time, the counter's bookkeeping excluded
+    ops_s: float | None = None              # of it, inside dispatched ops
+    outside_ops_share: float | None = None  # 1 − ops_s / wall_s: python, numpy, C++ extensions, entropy coders
 
 
 class MetaCheck(Frozen):

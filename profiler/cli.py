@@ -135,6 +135,8 @@ def cmd_profile(argv: list[str]) -> int:
 
     from .compliance import evaluate
     from .conditions import load_conditions
+    from .images import check_images
+    from .outdir import prepare_out
     from .render import console as console_render
     from .render import write_all
     from .runner import profile
@@ -145,41 +147,42 @@ def cmd_profile(argv: list[str]) -> int:
     cond = _apply_overrides(load_conditions(args.config), args)
     rate_indices = _select_rates(sub, args)
     out_dir = args.out or Path("reports") / sub.codec
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("command line", "--out", f"{out_dir} exists and is not a folder")
+    check_images(cond.images, cond.source)     # a bad picture set is bad input, before any worker
+    out_lock = prepare_out(out_dir, sub.directory, sub.codec, explicit=args.out is not None, resume=args.resume)
     devices = _devices(args.device)
     # Logs and CI are not terminals: give the standard table room instead of rich's 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=200)
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(f"profiling {sub.codec}", total=len(rate_indices))
+    with out_lock:  # held until the tables are written: a second profile into --out is refused
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(f"profiling {sub.codec}", total=len(rate_indices))
 
-        def progress(kind: str, info: dict) -> None:
-            if kind == "rate":
-                bar.update(task, description=f"{sub.codec} @ {info['rate']:g} bpp: starting worker")
-            elif kind == "image":
-                bar.update(task, description=f"{sub.codec} @ {info['rate']:g} bpp: {info['name']}")
-            elif kind == "cuda":
-                bar.update(task, description=f"{sub.codec} @ {info['rate']:g} bpp: GPU")
-            elif kind == "rate_done":
-                bar.advance(task)
-            elif kind == "resume":
-                print(f"jpegai-profile: {info['message']}", file=sys.stderr)
+            def progress(kind: str, info: dict) -> None:
+                if kind == "rate":
+                    bar.update(task, description=f"{sub.codec} @ {info['rate']:g} bpp: starting worker")
+                elif kind == "image":
+                    bar.update(task, description=f"{sub.codec} @ {info['rate']:g} bpp: {info['name']}")
+                elif kind == "cuda":
+                    bar.update(task, description=f"{sub.codec} @ {info['rate']:g} bpp: GPU")
+                elif kind == "rate_done":
+                    bar.advance(task)
+                elif kind == "resume":
+                    print(f"jpegai-profile: {info['message']}", file=sys.stderr)
 
-        report = profile(sub, cond, out_dir, rate_indices, devices, progress,
-                         options={"quick": args.quick, "rates": [sub.rates[i].target_bpp for i in range(len(sub.rates))
-                                                                 if sub.rates[i].index in rate_indices]},
-                         resume=args.resume)
-    report.compliance = evaluate(report, cond)
-    console_render.render(report, console)
-    written = write_all(report, out_dir)
-    console.print("wrote " + ", ".join(str(p) for p in written))
-    failed = [r for r in report.rates if not r.ok]
-    for r in failed:  # what failed, on stderr too: batch logs keep it apart from the table
-        err = r.error or {}
-        print(f"jpegai-profile: rate {r.target_bpp:g} bpp failed ({err.get('kind', 'unknown')}): "
-              f"{(err.get('message') or 'unknown error').splitlines()[0]} — details in {out_dir / 'report.json'}", file=sys.stderr)
+            report = profile(sub, cond, out_dir, rate_indices, devices, progress,
+                             options={"quick": args.quick, "rates": [sub.rates[i].target_bpp for i in range(len(sub.rates))
+                                                                     if sub.rates[i].index in rate_indices]},
+                             resume=args.resume)
+        report.compliance = evaluate(report, cond)
+        console_render.render(report, console)
+        written = write_all(report, out_dir)
+        console.print("wrote " + ", ".join(str(p) for p in written))
+        failed = [r for r in report.rates if not r.ok]
+        for r in failed:  # what failed, on stderr too: batch logs keep it apart from the table
+            err = r.error or {}
+            print(f"jpegai-profile: rate {r.target_bpp:g} bpp failed ({err.get('kind', 'unknown')}): "
+                  f"{(err.get('message') or 'unknown error').splitlines()[0]} — details in {out_dir / 'report.json'}", file=sys.stderr)
     return EXIT_OK if not failed else EXIT_FAILED
 
 

@@ -185,6 +185,7 @@ class Report:
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(self.to_json())
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the other files of the report are 0644
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

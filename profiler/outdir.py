@@ -120,8 +120,6 @@ def prepare_out(out_dir: Path | str, submission_dir: Path | str, codec_name: str
         raise InputError(WHERE, OPTION, f"cannot lock {lock_path} ({_reason(exc)})") from None
     lock = OutLock(out_dir, fd)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         if not created:
             other = _report_codec(out_dir / "report.json")
             if other is not None and other != codec_name:
@@ -131,6 +129,8 @@ def prepare_out(out_dir: Path | str, submission_dir: Path | str, codec_name: str
                 if not explicit:
                     raise InputError(WHERE, OPTION, f"{out_dir} holds a report of codec {other!r}, not "
                                                     f"{codec_name!r}; name the folder with --out to replace it")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
     except BaseException:
         lock.release()
         raise

@@ -171,6 +171,9 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
     source = get(img, "source", str, path, "images.source", "builtin")
     if not source.strip():
         raise InputError(path, "images.source", 'must be "builtin" or a directory of PNG files, got ""')
+    if source != "builtin" and not Path(source).is_absolute():
+        # Relative to this file, as the manifest's paths are to the manifest (the worker runs elsewhere).
+        source = str((path.parent / source).resolve())
     builtin = get(img, "builtin", list, path, "images.builtin", list(ImageSpec.builtin))
     if source == "builtin" and not builtin:
         raise InputError(path, "images.builtin", "must name at least one picture (nothing would be measured)")

@@ -446,3 +446,18 @@ def test_sigterm_during_a_rate_point_removes_the_worker_temp_folder(tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert list(tmp.glob("jpegai-worker-*")) == [] and "Traceback" not in err
+
+
+def test_relative_picture_folder_is_relative_to_profile_toml(tmp_path, monkeypatch):
+    """The worker runs in a temporary folder: a relative images.source is read against the config's folder,
+    so the check before measuring and the worker look at the same pictures."""
+    (tmp_path / "conf" / "pics").mkdir(parents=True)
+    _good_png(tmp_path / "conf" / "pics" / "a.png")
+    config = tmp_path / "conf" / "profile.toml"
+    config.write_text('[images]\nsource = "pics"\n')
+    monkeypatch.chdir(tmp_path)
+    cond = load_conditions(config)
+    assert cond.images.source == str((tmp_path / "conf" / "pics").resolve())
+    from profiler.images import check_images
+
+    assert check_images(cond.images, cond.source) == ["a"]

@@ -71,13 +71,20 @@ def _png_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise InputError(folder, "images", "image directory not found")
     root = folder.resolve()
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+    except OSError as exc:
+        raise InputError(folder, "images", f"cannot list the directory ({exc.strerror or exc})") from None
     if not files:
         raise InputError(folder, "images", "no .png files in the directory")
     names: dict[str, Path] = {}
     for p in files:
-        if not p.resolve().is_relative_to(root):
-            raise InputError(p, None, f"is a link to {p.resolve()}, outside the picture folder")
+        try:
+            target = p.resolve()
+        except (OSError, RuntimeError):  # a link loop
+            raise InputError(p, None, "is a link that cannot be resolved") from None
+        if not target.is_relative_to(root):
+            raise InputError(p, None, f"is a link to {target}, outside the picture folder")
         if not p.is_file():
             raise InputError(p, None, "is not a regular file")
         if p.stem in names:

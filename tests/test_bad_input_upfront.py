@@ -208,6 +208,8 @@ PICTURE_CASES = [
     ("same-name", lambda f: (_good_png(f / "a.png"), _good_png(f / "a.PNG")), "a.png", None,
      "same picture name 'a' as a.PNG"),
     ("one-bit", _one_bit, "mono.png", None, "unsupported PNG mode '1'"),
+    ("link-loop", lambda f: ((f / "l1.png").symlink_to(f / "l2.png"), (f / "l2.png").symlink_to(f / "l1.png")),
+     "l1.png", None, "is a link"),
     ("folder-named-png", lambda f: (f / "dir.png").mkdir(), "dir.png", None, "is not a regular file"),
     ("bad-after-good", lambda f: (_good_png(f / "a.png"), (f / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n")),
      "b.png", None, "PNG"),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .tomlcheck import get, non_negative, positive, read_toml
+from .tomlcheck import finite, get, non_negative, number, positive, read_toml, refuse_unknown
 
 # Shipped in the package (package data), so a wheel install has it; the repository's profile.toml links here.
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "profile.toml"
@@ -82,11 +82,77 @@ class TestConditions:
 CONVENTIONS = ("strict", "vm")
 DEVICES = ("cpu", "cuda")
 
+# The keys profile.toml may hold, per table. Anything else is refused, as submission.toml refuses unknown
+# fields: a typo (`repeets = 3`) would otherwise be silently ignored. Extend these when the format grows.
+TABLES = {
+    "conditions": {"name", "target_rates", "max_rate_overshoot"},
+    "images": {"source", "builtin"},
+    "counting": {"convention", "resolutions"},
+    "timing": {"threads", "warmup", "repeats", "devices", "cudnn_benchmark", "allow_tf32", "min_gpu_memory"},
+    "worker": {"timeout_s", "memory_limit_mib"},
+    "rules": set(),  # an array of tables, checked by validate_rules
+}
+
+# The checks the compliance engine registers (`profiler.compliance.CHECKS`), listed here so that a bad
+# `[[rules]]` entry is refused when the conditions are loaded, before anything is measured, without this
+# module importing the engine (imports point downward: compliance imports conditions, not the reverse).
+# tests/test_bad_input_upfront.py fails when this list and the engine's registry disagree.
+KNOWN_CHECKS = ("decoder_kmac_reported", "interop_bdrate", "interop_decode", "params_reported",
+                "precision_declared", "precision_weights", "rate_overshoot", "rate_points", "runtime")
+RULE_LEVELS = ("mandatory", "recommended")
+# Keys a rule may hold: the engine's own (id, check, level, description) and the checks' parameters.
+RULE_FIELDS = {"id", "check", "level", "limit", "description", "device", "rates", "metrics"}
+
+
+def validate_rules(rules: list, path: Path | str) -> tuple[dict, ...]:
+    """Every `[[rules]]` entry is a table with a unique non-empty id, a known check, a known level, a
+    finite non-negative limit and well-typed parameters; errors name the file and `rules[i].field`."""
+    seen: set[str] = set()
+    for i, rule in enumerate(rules):
+        where = f"rules[{i}]"
+        if not isinstance(rule, dict):
+            raise InputError(path, where, "expected a table ([[rules]])")
+        refuse_unknown(rule, RULE_FIELDS, path, f"{where}.")
+        rid = rule.get("id")
+        if not isinstance(rid, str) or not rid.strip():
+            raise InputError(path, f"{where}.id", "missing (expected a non-empty string)" if rid is None
+                             else f"expected a non-empty string, got {rid!r}")
+        if rid in seen:
+            raise InputError(path, f"{where}.id", f"duplicate rule id {rid!r}")
+        seen.add(rid)
+        chk = rule.get("check")
+        if chk not in KNOWN_CHECKS:
+            raise InputError(path, f"{where}.check",
+                             f"unknown check {chk!r} (known: {', '.join(KNOWN_CHECKS)})" if chk is not None
+                             else f"missing (expected one of {', '.join(KNOWN_CHECKS)})")
+        level = rule.get("level", "mandatory")
+        if level not in RULE_LEVELS:
+            raise InputError(path, f"{where}.level", f"expected mandatory or recommended, got {level!r}")
+        if "limit" in rule:
+            lim = rule["limit"]
+            if isinstance(lim, bool) or not isinstance(lim, (int, float)):
+                raise InputError(path, f"{where}.limit", f"expected a non-negative number, got {lim!r}")
+            finite(lim, path, f"{where}.limit")
+            non_negative(lim, path, f"{where}.limit")
+        get(rule, "description", str, path, f"{where}.description", "")
+        if "device" in rule and rule["device"] not in DEVICES:
+            raise InputError(path, f"{where}.device", f"expected one of {', '.join(DEVICES)}, got {rule['device']!r}")
+        for j, r in enumerate(get(rule, "rates", list, path, f"{where}.rates", [])):
+            positive(number(r, path, f"{where}.rates[{j}]"), path, f"{where}.rates[{j}]")
+        for j, m in enumerate(get(rule, "metrics", list, path, f"{where}.metrics", [])):
+            if not isinstance(m, str) or not m:
+                raise InputError(path, f"{where}.metrics[{j}]", f"expected a metric name, got {m!r}")
+    return tuple(rules)
+
 
 def load_conditions(path: Path | str | None = None) -> TestConditions:
     """Read and validate a profile.toml; every error names the file and the field."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     doc = read_toml(path)
+    refuse_unknown(doc, set(TABLES), path, "")
+    for table, keys in TABLES.items():
+        if table != "rules" and isinstance(doc.get(table), dict):
+            refuse_unknown(doc[table], keys, path, f"{table}.")
 
     cond = get(doc, "conditions", dict, path, "conditions", {})
     rates = get(cond, "target_rates", list, path, "conditions.target_rates", list(JPEGAI_TARGET_RATES))
@@ -94,10 +160,8 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
         raise InputError(path, "conditions.target_rates", "must list at least one rate")
     clean_rates = []
     for i, r in enumerate(rates):
-        if isinstance(r, bool) or not isinstance(r, (int, float)):
-            raise InputError(path, f"conditions.target_rates[{i}]", f"expected a number, got {r!r}")
-        positive(r, path, f"conditions.target_rates[{i}]")
-        clean_rates.append(float(r))
+        clean_rates.append(positive(number(r, path, f"conditions.target_rates[{i}]"), path,
+                                    f"conditions.target_rates[{i}]"))
     if len(set(clean_rates)) != len(clean_rates):
         raise InputError(path, "conditions.target_rates", "contains a rate twice")
     overshoot = non_negative(get(cond, "max_rate_overshoot", float, path,
@@ -106,10 +170,19 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
 
     img = get(doc, "images", dict, path, "images", {})
     source = get(img, "source", str, path, "images.source", "builtin")
+    if not source.strip():
+        raise InputError(path, "images.source", 'must be "builtin" or a directory of PNG files, got ""')
+    if source != "builtin" and not Path(source).is_absolute():
+        # Relative to this file, as the manifest's paths are to the manifest (the worker runs elsewhere).
+        source = str((path.parent / source).resolve())
     builtin = get(img, "builtin", list, path, "images.builtin", list(ImageSpec.builtin))
+    if source == "builtin" and not builtin:
+        raise InputError(path, "images.builtin", "must name at least one picture (nothing would be measured)")
     for i, name in enumerate(builtin):
         if not isinstance(name, str):
             raise InputError(path, f"images.builtin[{i}]", f"expected a string, got {name!r}")
+        if name in builtin[:i]:
+            raise InputError(path, f"images.builtin[{i}]", f"names {name!r} twice")
 
     cnt = get(doc, "counting", dict, path, "counting", {})
     convention = get(cnt, "convention", str, path, "counting.convention", "strict")
@@ -140,10 +213,7 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
     mem = positive(get(wrk, "memory_limit_mib", int, path, "worker.memory_limit_mib", 16384),
                    path, "worker.memory_limit_mib")
 
-    rules = get(doc, "rules", list, path, "rules", [])
-    for i, rule in enumerate(rules):
-        if not isinstance(rule, dict):
-            raise InputError(path, f"rules[{i}]", "expected a table ([[rules]])")
+    rules = validate_rules(get(doc, "rules", list, path, "rules", []), path)
 
     return TestConditions(
         name=get(cond, "name", str, path, "conditions.name", "jpegai-ctc"),

@@ -17,6 +17,7 @@ staying out of it), so only the watchdog applies; the report says which layers w
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -220,6 +221,26 @@ def failure_reason(ex: WorkerExit, last_event: str | None) -> tuple[str, str]:
     return "crash", f"worker exited with status {rc}{during}{hint}"
 
 
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While a worker runs, SIGTERM to the runner raises SystemExit(143) instead of ending the process on
+    the spot, so the worker's group is killed and its temporary folder removed (finally blocks run).
+    Only where SIGTERM still has its default action, and only in the main thread."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+
+    def unwind(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
              progress: Progress = _no_progress, seed: int = 0) -> RateResult:
     """One rate point in a fresh worker process under the limits of `cond.worker`."""
@@ -236,7 +257,7 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
             last_event.append(f"image {event['name']}" if kind == "image" and "name" in event else str(kind))
             progress(kind, {"rate": rate.target_bpp, **event})
 
-    with tempfile.TemporaryDirectory(prefix="jpegai-worker-") as tmp:
+    with _sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="jpegai-worker-") as tmp:
         job_path = Path(tmp) / "job.json"
         out_path = Path(tmp) / "result.json"
         job_path.write_text(json.dumps({"submission": str(sub.directory), "rate_index": rate_index,

@@ -373,12 +373,28 @@ def with_weights(rate: RatePoint, manifest: Path) -> RatePoint:
                                                              f"rates[{rate.index}].weights"))
 
 
+HASH_CHUNK = 1 << 20          # files are hashed in 1 MiB pieces: a 2 GiB weights file is never read whole
+OUT_LOCK_NAME = ".jpegai-profile.lock"   # = profiler.outdir.LOCK_NAME (outdir is above this module)
+
+
 def files_hash(directory: Path) -> str:
-    """sha256 over the submission's files (relative path + content), to fingerprint what was profiled."""
+    """sha256 over the submission's files (relative path + content), to fingerprint what was profiled.
+
+    Streams each file in chunks. Leaves out `__pycache__`, and an output folder of this tool (a folder
+    holding its lock file, `OUT_LOCK_NAME`) with everything below it, should one sit inside the
+    submission directory: writing a report there must not change the fingerprint that `--resume` checks.
+    """
     h = hashlib.sha256()
-    for p in sorted(directory.rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts:
-            h.update(str(p.relative_to(directory)).encode())
-            h.update(b"\0")
-            h.update(p.read_bytes())
+    paths = sorted(directory.rglob("*"))
+    skipped = [p.parent for p in paths if p.name == OUT_LOCK_NAME and p.parent != directory]
+    for p in paths:
+        if not p.is_file() or "__pycache__" in p.parts or p.name == OUT_LOCK_NAME:
+            continue
+        if any(p == d or p.is_relative_to(d) for d in skipped):
+            continue
+        h.update(str(p.relative_to(directory)).encode())
+        h.update(b"\0")
+        with p.open("rb") as fh:
+            while chunk := fh.read(HASH_CHUNK):
+                h.update(chunk)
     return h.hexdigest()

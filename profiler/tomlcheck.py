@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,32 @@ def get(table: dict, key: str, kind: type, file: Path, field: str, default: Any 
     if not isinstance(value, kind):
         raise InputError(file, field, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, "
                                       f"got {type(value).__name__} {value!r}")
+    if kind is float:
+        finite(value, file, field)
     return value
+
+
+def finite(value: Any, file: Path, field: str) -> Any:
+    """A number read from TOML must be finite: TOML has `nan` and `inf`, strict JSON (the report) has not,
+    and `timeout_s = nan` would silently disable a limit."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(file, field, f"must be a finite number, got {value!r}")
+    return value
+
+
+def number(value: Any, file: Path, field: str) -> float:
+    """An element of a TOML array that must be a finite number (int or float, not bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(file, field, f"expected a number, got {value!r}")
+    return float(finite(value, file, field))
+
+
+def refuse_unknown(table: dict, allowed: set[str] | frozenset[str], file: Path, prefix: str) -> None:
+    """Refuse keys outside `allowed`: a typo (`repeets = 3`) would otherwise be silently ignored."""
+    unknown = sorted(set(table) - set(allowed), key=str)
+    if unknown:
+        raise InputError(file, f"{prefix}{unknown[0]}",
+                         f"unknown key (expected one of {', '.join(sorted(allowed))})")
 
 
 def positive(value: float | int, file: Path, field: str) -> float | int:

@@ -14,6 +14,7 @@ input (a missing directory, a malformed manifest, config or rule).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -42,6 +43,11 @@ def parser() -> ArgParser:
 
 
 def run(args) -> int:
+    with contextlib.ExitStack() as held:
+        return _run(args, held)
+
+
+def _run(args, held: contextlib.ExitStack) -> int:
     from rich.markup import escape
 
     from ..compliance import assess, rules_of, validate_rules
@@ -62,6 +68,8 @@ def run(args) -> int:
     else:
         if args.submission is None:
             raise InputError("command line", "submission", "missing: give a submission directory (or --report)")
+        from ..images import check_images
+        from ..outdir import prepare_out
         from ..runner import profile
         from ..submission import load_submission, slug
 
@@ -69,11 +77,14 @@ def run(args) -> int:
         # One timed repeat, no extra warm-up (the counted run is the warm-up), every image.
         cond = apply_overrides(cond, repeats=args.repeats or 1, warmup=1, images=args.images)
         out_dir = args.out or Path("reports") / slug(sub.codec) / "check"
+        check_images(cond.images, cond.source)     # a bad picture set is bad input, before any worker
+        out_lock = prepare_out(out_dir, sub.directory, sub.codec, explicit=args.out is not None, resume=False)
 
         def progress(kind: str, info: dict) -> None:
             if kind == "rate":
                 err.print(f"checking {escape(sub.codec)} @ {info['rate']:g} bpp …", highlight=False)
 
+        held.enter_context(out_lock)       # until the report and tables are written
         report = profile(sub, cond, out_dir, [r.index for r in sub.rates], devices(args.device), progress,
                          options={"check": True, "rates": [r.target_bpp for r in sub.rates]})
     verdict = assess(report, cond)

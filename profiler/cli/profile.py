@@ -79,6 +79,8 @@ def run(args) -> int:
 
     from ..compliance import evaluate
     from ..conditions import load_conditions
+    from ..images import check_images
+    from ..outdir import prepare_out
     from ..render import console as console_render
     from ..render import write_all
     from ..runner import profile
@@ -90,41 +92,43 @@ def run(args) -> int:
                            memory_limit=args.memory_limit, images=args.images, quick=args.quick)
     rate_indices = select_rates(sub, args.rates, args.quick)
     out_dir = args.out or Path("reports") / slug(sub.codec)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("command line", "--out", f"{out_dir} exists and is not a folder")
+    check_images(cond.images, cond.source)     # a bad picture set is bad input, before any worker
+    out_lock = prepare_out(out_dir, sub.directory, sub.codec, explicit=args.out is not None and not getattr(args, "out_is_default", False),
+                           resume=args.resume)
     out = console()
     name = escape(sub.codec)
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=out, transient=True) as bar:
-        task = bar.add_task(f"profiling {name}", total=len(rate_indices))
+    with out_lock:  # held until the tables are written: a second profile into --out is refused
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=out, transient=True) as bar:
+            task = bar.add_task(f"profiling {name}", total=len(rate_indices))
 
-        def progress(kind: str, info: dict) -> None:
-            if kind == "rate":
-                bar.update(task, description=f"{name} @ {info['rate']:g} bpp: starting worker")
-            elif kind == "image":
-                bar.update(task, description=f"{name} @ {info['rate']:g} bpp: {escape(str(info['name']))}")
-            elif kind == "resolutions":
-                bar.update(task, description=f"{name} @ {info['rate']:g} bpp: resolutions and cross-check")
-            elif kind == "cuda":
-                bar.update(task, description=f"{name} @ {info['rate']:g} bpp: GPU")
-            elif kind == "rate_done":
-                bar.advance(task)
-            elif kind == "resume":
-                print(f"jpegai-profile: {info['message']}", file=sys.stderr)
+            def progress(kind: str, info: dict) -> None:
+                if kind == "rate":
+                    bar.update(task, description=f"{name} @ {info['rate']:g} bpp: starting worker")
+                elif kind == "image":
+                    bar.update(task, description=f"{name} @ {info['rate']:g} bpp: {escape(str(info['name']))}")
+                elif kind == "resolutions":
+                    bar.update(task, description=f"{name} @ {info['rate']:g} bpp: resolutions and cross-check")
+                elif kind == "cuda":
+                    bar.update(task, description=f"{name} @ {info['rate']:g} bpp: GPU")
+                elif kind == "rate_done":
+                    bar.advance(task)
+                elif kind == "resume":
+                    print(f"jpegai-profile: {info['message']}", file=sys.stderr)
 
-        report = profile(sub, cond, out_dir, rate_indices, devices(args.device), progress,
-                         options={"quick": args.quick, "rates": [r.target_bpp for r in sub.rates
-                                                                 if r.index in rate_indices]},
-                         resume=args.resume)
-    report = evaluate(report, cond)
-    console_render.render(report, out)
-    written = write_all(report, out_dir)
-    out.print("wrote " + ", ".join(escape(str(p)) for p in written), highlight=False)
-    failed = [r for r in report.rates if not r.ok]
-    for r in failed:  # what failed, on stderr too: batch logs keep it apart from the table
-        err = r.error
-        print(f"jpegai-profile: rate {r.target_bpp:g} bpp failed ({err.kind.value if err else 'unknown'}): "
-              f"{((err.message if err else '') or 'unknown error').splitlines()[0]} — details in {out_dir / 'report.json'}",
-              file=sys.stderr)
+            report = profile(sub, cond, out_dir, rate_indices, devices(args.device), progress,
+                             options={"quick": args.quick, "rates": [r.target_bpp for r in sub.rates
+                                                                     if r.index in rate_indices]},
+                             resume=args.resume)
+        report = evaluate(report, cond)
+        console_render.render(report, out)
+        written = write_all(report, out_dir)
+        out.print("wrote " + ", ".join(escape(str(p)) for p in written), highlight=False)
+        failed = [r for r in report.rates if not r.ok]
+        for r in failed:  # what failed, on stderr too: batch logs keep it apart from the table
+            err = r.error
+            print(f"jpegai-profile: rate {r.target_bpp:g} bpp failed ({err.kind.value if err else 'unknown'}): "
+                  f"{((err.message if err else '') or 'unknown error').splitlines()[0]} — details in {out_dir / 'report.json'}",
+                  file=sys.stderr)
     return EXIT_OK if not failed else EXIT_FAILED

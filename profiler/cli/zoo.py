@@ -36,7 +36,10 @@ def run(args) -> int:
 
     out = args.out or Path("reports") / args.arch
     directory = write_submission(out / "submission", args.arch, args.quality, args.metric, args.weights)
-    return profile.run(profile.parser().parse_args([str(directory), "--out", str(out), *_profile_argv(args)]))
+    profile_args = profile.parser().parse_args([str(directory), "--out", str(out), *_profile_argv(args)])
+    # reports/ARCH/ chosen by default, not named: another codec's report there is refused, not replaced.
+    profile_args.out_is_default = args.out is None
+    return profile.run(profile_args)
 
 
 def _profile_argv(args) -> list[str]:

@@ -57,7 +57,7 @@ def lines(series: dict[str, list[tuple[float, float | None]]], xlabel: str, ylab
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        if series:
+        if ax.get_legend_handles_labels()[0]:  # nothing drawn (every rate failed): no legend, no warning
             ax.legend(fontsize=8)
         return to_data_uri(fig)
 
@@ -72,7 +72,7 @@ def scatter(series: dict[str, list[tuple[float, float | None]]], xlabel: str, yl
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        if series:
+        if ax.get_legend_handles_labels()[0]:  # nothing drawn (every rate failed): no legend, no warning
             ax.legend(fontsize=8)
         return to_data_uri(fig)
 
@@ -90,7 +90,7 @@ def grouped_bars(groups: list[str], bars: dict[str, list[float | None]], ylabel:
         ax.set_xticks(range(len(groups)), groups, rotation=20 if len(groups) > 4 else 0)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        if bars:
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
         return to_data_uri(fig)
 

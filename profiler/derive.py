@@ -142,6 +142,18 @@ class WorstDecoder:
     per_module: dict[str, ScopeCost] = field(default_factory=dict)
 
 
+def padding(count: PartCount, width: int, height: int) -> dict:
+    """The coded size of a counted call and the share of its cost spent on padding, assuming the cost of
+    the networks grows with the coded area (convolutional codecs): 1 − W·H / (coded W·H). The 451×300
+    built-in picture coded at 512×320 spends 17.4 % of its MACs on padding (its kMAC/px is 21 % above the
+    unpadded picture's). None where no 3-channel picture-shaped tensor was produced."""
+    if not count.largest_rgb_hw:
+        return {}
+    ch, cw = count.largest_rgb_hw
+    share = max(0.0, 1.0 - (width * height) / (cw * ch)) if cw * ch else None
+    return {"coded_width": cw, "coded_height": ch, "padding_share": share}
+
+
 def _candidates(report: Report, part: str):
     """(kMAC/px, WorstCase, per_module) of every counted call of `part` over the rate points that completed."""
     for r in report.ok_rates():
@@ -150,14 +162,16 @@ def _candidates(report: Report, part: str):
             yield (picture_kmac(p, part), WorstCase(kmac_px=picture_kmac(p, part), macs=c.macs, target_bpp=r.target_bpp,
                                                     image=p.name, width=p.width, height=p.height,
                                                     source=f"{'encode' if part == 'encoder' else 'decode'}()",
-                                                    complete=c.complete), c.per_module)
+                                                    complete=c.complete, **padding(c, p.width, p.height)),
+                   c.per_module)
         for res in r.resolutions:
             c = getattr(res, part)
             if c is None:
                 continue
             k = resolution_kmac(res, part)
             yield (k, WorstCase(kmac_px=k, macs=c.macs, target_bpp=r.target_bpp, image=None, width=res.width,
-                                height=res.height, source=res.method, complete=c.complete), c.per_module)
+                                height=res.height, source=res.method, complete=c.complete,
+                                **padding(c, res.width, res.height)), c.per_module)
 
 
 def worst(report: Report, part: str, resolutions: bool = True) -> WorstDecoder | None:

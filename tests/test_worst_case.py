@@ -42,3 +42,29 @@ def test_worst_case_at_a_resolution_is_broken_down_from_that_resolution(tmp_path
     summary = report["summary"]
     assert summary["kmac_px_decoder_worst"] == pytest.approx(TOTAL / (W * H) / 1000)
     assert summary["kmac_px_decoder_worst_at"]["width"] == W
+    # 3840×2160 is a multiple of 8: coded as it is, no padding in the worst case.
+    assert summary["kmac_px_decoder_worst_at"]["padding_share"] == 0.0
+
+
+def test_padding_share_of_the_worst_case_by_hand(tiny_dir):
+    """The tiny codec pads a 451-wide picture to 452 (even) and decodes at 452×300 before cropping:
+    1 − 451·300 / (452·300) = 1/452 of its decoder MACs are spent on padding."""
+    import numpy as np
+    import torch
+
+    from profiler import derive
+    from profiler.conditions import TestConditions, TimingSpec
+    from profiler.images import TestImage
+    from profiler.model.report import RateResult
+    from profiler.submission import load_entry, load_submission
+    from profiler.worker import _measure_image
+
+    from conftest import minimal_report
+
+    sub = load_submission(tiny_dir)
+    codec = load_entry(sub)(sub.rates[0], torch.device("cpu"))
+    img = TestImage("odd", np.random.default_rng(0).integers(0, 256, (300, 451, 3), dtype=np.uint8))
+    picture, _ = _measure_image(codec, img, TestConditions(timing=TimingSpec(repeats=1, warmup=1)))
+    worst = derive.worst_decoder(minimal_report([RateResult(index=0, target_bpp=0.5, images=[picture])])).where
+    assert (worst.coded_width, worst.coded_height) == (452, 300)
+    assert worst.padding_share == pytest.approx(1 / 452, rel=1e-12)

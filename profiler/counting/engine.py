@@ -93,6 +93,9 @@ class CountResult:
     unseen: list = field(default_factory=list)                       # what the counter could not see, in words
     wall_s: float = 0.0      # the counted call's wall time, the counter's own bookkeeping excluded
     ops_s: float = 0.0       # the part of it spent inside aten (or other dispatched) ops
+    # (H, W) of the largest 3-channel 4-D tensor an op produced: the picture as the codec codes it, padding
+    # included (a 451×300 picture coded at 512×320). What share of a kMAC/px figure is padding is derived from it.
+    largest_rgb_hw: tuple[int, int] | None = None
 
     @property
     def macs(self) -> int:
@@ -154,6 +157,7 @@ class CountResult:
             "wall_s": self.wall_s,
             "ops_s": self.ops_s,
             "outside_ops_share": self.outside_ops_share,
+            "largest_rgb_hw": list(self.largest_rgb_hw) if self.largest_rgb_hw else None,
         }
 
     @classmethod
@@ -162,7 +166,8 @@ class CountResult:
         return cls({k: ScopeCost.from_dict(v) for k, v in d["per_module"].items()},
                    dict(d["ops"]), dict(d["uncounted"]), dict(d.get("uncounted_at", {})),
                    dict(d.get("uncounted_why", {})), dict(d.get("decomposed", {})), list(d.get("unseen", [])),
-                   float(d.get("wall_s", 0.0)), float(d.get("ops_s", 0.0)))
+                   float(d.get("wall_s", 0.0)), float(d.get("ops_s", 0.0)),
+                   tuple(d["largest_rgb_hw"]) if d.get("largest_rgb_hw") else None)
 
 
 def hierarchical(per_module: dict[str, ScopeCost], figure: Callable[[ScopeCost], int] | None = None
@@ -253,6 +258,7 @@ class OpCounter(TorchDispatchMode):
         self._uncounted_at: dict[str, list[str]] = defaultdict(list)
         self._uncounted_why: dict[str, str] = {}
         self._decomposed: Counter = Counter()
+        self._largest_rgb: tuple[int, int] | None = None
         self._handles: list[Any] = []
         self._contexts: list[Any] = []
         self._entered = 0          # `with self` nesting (re-entered while dispatching)
@@ -390,6 +396,10 @@ class OpCounter(TorchDispatchMode):
                 self._decomposed[name] += 1
                 return r
         out = self._run(func, args, kwargs)
+        if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[1] == 3:
+            hw = (int(out.shape[2]), int(out.shape[3]))
+            if self._largest_rgb is None or hw[0] * hw[1] > self._largest_rgb[0] * self._largest_rgb[1]:
+                self._largest_rgb = hw
         if fn is None:
             if self.registry.is_zero_cost(func):
                 self._priced(name, Cost())
@@ -441,6 +451,7 @@ class OpCounter(TorchDispatchMode):
             decomposed=dict(self._decomposed),
             wall_s=wall,
             ops_s=min(self._t_ops, wall),
+            largest_rgb_hw=self._largest_rgb,
         )
         outside = res.wall_s - res.ops_s
         if res.macs == 0 and outside >= UNSEEN_MIN_S and (res.outside_ops_share or 0.0) >= UNSEEN_MIN_SHARE:

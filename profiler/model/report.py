@@ -94,6 +94,7 @@ class PartCount(Frozen):
     wall_s: float | None = None             # the counted call's wall time, the counter's bookkeeping excluded
     ops_s: float | None = None              # of it, inside dispatched ops
     outside_ops_share: float | None = None  # 1 − ops_s / wall_s: python, numpy, C++ extensions, entropy coders
+    largest_rgb_hw: tuple[int, int] | None = None   # the picture as coded (padding included), from op outputs
 
 
 class MetaCheck(Frozen):
@@ -552,6 +553,9 @@ class WorstCase(Frozen):
     height: int
     source: str
     complete: bool = True
+    coded_width: int | None = None          # the picture as the codec coded it (largest 3-channel op output)
+    coded_height: int | None = None
+    padding_share: float | None = None      # 1 − W·H / (coded W·H): share of the figure spent on padding
 
 
 class Summary(Frozen):

@@ -193,7 +193,10 @@ def worst_decoder_breakdown(report: Report) -> tuple[WorstCase | None, dict[str,
 
 def where_text(where: WorstCase) -> str:
     """"kodim23 200×100" or "resolution count 1920×1080" (plain text, unescaped)."""
-    return f"{where.image or 'resolution count'} {where.width}×{where.height}"
+    text = f"{where.image or 'resolution count'} {where.width}×{where.height}"
+    if where.padding_share:   # coded larger than the picture: say how much of the figure is padding
+        text += f", coded {where.coded_width}×{where.coded_height}: {where.padding_share:.1%} padding"
+    return text
 
 
 def module_rows(per_module: dict[str, ScopeCost], width: int, height: int, depth: int | None = None) -> list[dict]:

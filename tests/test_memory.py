@@ -119,15 +119,15 @@ def test_peak_rss_per_call_shows_known_allocations():
     assert result.ok, result.error
     enc = result.images[0].memory["cpu"]["encode"]
     dec = result.images[0].memory["cpu"]["decode"]
-    assert enc["per_call"] and dec["per_call"]
+    assert enc.per_call and dec.per_call
     # Within 1 MiB below: pages already resident before the call (freed, not returned) can be reused.
-    assert 128 - 1 <= enc["above_call_start_mib"] < 128 + 64
-    assert 384 - 1 <= dec["above_call_start_mib"] < 384 + 64
-    assert dec["above_baseline_mib"] >= 384 and dec["peak_mib"] >= dec["baseline_mib"] + 384
+    assert 128 - 1 <= enc.above_call_start_mib < 128 + 64
+    assert 384 - 1 <= dec.above_call_start_mib < 384 + 64
+    assert dec.above_baseline_mib >= 384 and dec.peak_mib >= dec.baseline_mib + 384
     # The decode peak is its own: had the high-water mark not been reset, encode's would equal it.
-    assert enc["peak_mib"] < dec["peak_mib"] - 200
-    assert result.memory["cpu"]["decode"]["above_baseline_mib"] == dec["above_baseline_mib"]
-    assert result.worker["model_loaded_rss_mib"] == dec["baseline_mib"]
+    assert enc.peak_mib < dec.peak_mib - 200
+    assert result.memory["cpu"].decode.above_baseline_mib == dec.above_baseline_mib
+    assert result.worker.model_loaded_rss_mib == dec.baseline_mib
 
 
 @pytest.mark.slow
@@ -140,7 +140,7 @@ def test_worker_isolation_between_rate_points(tmp_path):
     # The counted encode is the first of its process in both: 4 header bytes + 0 leaked-count bytes.
     # In a shared process the second rate point's would be 4 + 3 (1 counted + 0 warm-up + 2 timed).
     assert a.images[0].bytes == b.images[0].bytes == 4
-    assert a.worker["pid"] != b.worker["pid"]
+    assert a.worker.pid != b.worker.pid
     # Each worker leaks 3 × 32 MiB; a shared process would end the second rate point 96 MiB higher.
-    assert abs(a.worker["peak_rss_mib"] - b.worker["peak_rss_mib"]) < 32
-    assert abs(a.worker["model_loaded_rss_mib"] - b.worker["model_loaded_rss_mib"]) < 32
+    assert abs(a.worker.peak_rss_mib - b.worker.peak_rss_mib) < 32
+    assert abs(a.worker.model_loaded_rss_mib - b.worker.model_loaded_rss_mib) < 32

@@ -86,12 +86,12 @@ def test_worker_times_only_the_calls():
     img = result.images[0]
     assert (img.name, img.width, img.height) == ("chelsea", 451, 300)
     enc, dec = img.timing["cpu"]["encode"], img.timing["cpu"]["decode"]
-    assert enc["n"] == dec["n"] == 3
-    assert 0.050 <= enc["min_s"] and enc["median_s"] < 0.075
-    assert 0.200 <= dec["min_s"] and dec["median_s"] < 0.230
+    assert enc.n == dec.n == 3
+    assert 0.050 <= enc.min_s and enc.median_s < 0.075
+    assert 0.200 <= dec.min_s and dec.median_s < 0.230
     # ms per megapixel of the median: 451 × 300 = 0.1353 MP.
-    assert dec["ms_per_mpx"] == pytest.approx(dec["median_s"] * 1000 / 0.1353)
-    assert result.timing["cpu"]["decode"]["seconds"]["median_s"] == dec["median_s"]
-    assert result.timing["cpu"]["decode"]["runs"] == 3
-    assert result.threads == 1 and result.environment["torch_threads"] == 1
-    assert result.not_measured["gpu"] == "not requested: --device cpu"
+    assert dec.ms_per_mpx == pytest.approx(dec.median_s * 1000 / 0.1353)
+    assert result.timing["cpu"]["decode"].seconds.median_s == dec.median_s
+    assert result.timing["cpu"]["decode"].runs == 3
+    assert result.threads == 1 and result.environment.torch_threads == 1
+    assert result.not_measured["gpu"].reason == "not requested: --device cpu"

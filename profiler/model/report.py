@@ -162,8 +162,8 @@ class CrossCheck(Frozen):
 
 # -- timing and memory --------------------------------------------------------------------------------
 
-class TimingStats(Frozen):
-    """One picture's timed calls of one part on one device (seconds)."""
+class SecondsStats(Frozen):
+    """Median, extremes and quartiles of N timed values (seconds)."""
 
     n: int
     median_s: float
@@ -172,18 +172,13 @@ class TimingStats(Frozen):
     q1_s: float
     q3_s: float
     iqr_s: float
+
+
+class TimingStats(SecondsStats):
+    """One picture's timed calls of one part on one device (seconds), every value kept."""
+
     values_s: list[float] = Field(default_factory=list)
     ms_per_mpx: float | None = None
-
-
-class SecondsStats(Frozen):
-    n: int
-    median_s: float
-    min_s: float
-    max_s: float
-    q1_s: float
-    q3_s: float
-    iqr_s: float
 
 
 class PlainStats(Frozen):

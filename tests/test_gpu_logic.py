@@ -309,7 +309,7 @@ def pretend_gpu(monkeypatch, gpu_flags):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: calls.append("is_available") or True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(worker, "crosscheck_codec", lambda codec: (None, {}))
-    monkeypatch.setattr(memory, "nvml_all_used_mib", lambda: None)
+    monkeypatch.setattr(memory, "nvml_all_used_mib", lambda: None, raising=False)   # absent before #19
     return calls
 
 
@@ -368,13 +368,13 @@ def test_interop_decode_runs_under_the_gpu_settings(pretend_gpu, ignores_device,
         return {"pair": "cpu→cuda", "proxy": False, "images": []}
 
     monkeypatch.setattr(worker, "measure_interop", fake_interop)
-    monkeypatch.setattr(worker, "cuda_instance_problem", lambda a, b: None)
+    monkeypatch.setattr(worker, "cuda_instance_problem", lambda a, b: None, raising=False)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
     torch.backends.cudnn.allow_tf32 = True          # torch's default, which the old order decoded with
     torch.backends.cuda.matmul.allow_tf32 = True
     result = worker.run_job(_job(ignores_device))
-    assert result.ok, result.error
     assert seen == [{"cudnn_allow_tf32": False, "matmul_allow_tf32": False, "cudnn_benchmark": False}]
+    assert result.ok, result.error
     assert result.interop.pair == "cpu→cuda"
     s = result.environment.gpu_settings
     assert s is not None and not (s.cudnn_allow_tf32 or s.matmul_allow_tf32 or s.cudnn_benchmark)
@@ -475,9 +475,9 @@ def test_rlimit_data_is_a_soft_limit_the_worker_lifts(tmp_path):
     lines = []
     ex = runner.run_limited(str(script), [], timeout_s=120, memory_limit_mib=4096, rlimit_data=True,
                             on_stdout=lines.append)
-    assert ex.returncode == 0, ex.stderr_tail
     hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
     assert lines[0].split() == ["before", str(4096 * MIB), str(hard)]
+    assert ex.returncode == 0, ex.stderr_tail
     assert lines[1].split() == ["lifted", str(hard != 4096 * MIB), str(hard), str(hard)]
     assert runner.use_rlimit_data(["cpu", "cuda"]) is True
 

@@ -6,10 +6,13 @@ Where that is not possible the figure is the process's lifetime peak (getrusage)
 (`per_call: false`). Each peak is given absolute and above the worker's baseline once the model is
 loaded, which is what a CPU-only decoder needs beyond the interpreter, torch and its own weights.
 
-GPU: `torch.cuda.max_memory_allocated` / `max_memory_reserved` after a reset (the caching allocator,
-without the CUDA context), NVML's device-level used memory (with the context, and with anything else on
-the device), and the minimum memory a model needs: the smallest allocator limit
-(`torch.cuda.set_per_process_memory_fraction`) under which the call still succeeds, found by bisection.
+GPU: `torch.cuda.max_memory_allocated` / `max_memory_reserved` after garbage collection, an emptied
+cache and a reset (the caching allocator: absolute, so the weights and cuBLAS/cuDNN workspaces allocated
+earlier are in it; `above_start_mib` is the part's own), NVML's device-level view found by torch's UUID
+(used memory with the CUDA context, the driver's reservation and other processes; the SM clock; the
+compute processes on the device), and the minimum memory a model needs (`min_cuda_memory`,
+MIN_MEMORY_DEFINITION): the smallest cap on the allocator's reserved memory under which the call still
+succeeds, bisected between an uncapped trial's peak allocated and peak reserved memory.
 """
 
 from __future__ import annotations

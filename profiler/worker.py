@@ -152,7 +152,8 @@ def cuda_instance_problem(cpu_codec, cuda_codec, device_type: str = "cuda") -> s
             if tb.dtype != ta.dtype:
                 return f"{part}.{name} is {tb.dtype} on {device_type} but {ta.dtype} on the CPU: another model"
             if not torch.equal(ta.detach().cpu(), tb.detach().cpu()):
-                return f"{part}.{name} differs between the CPU and the {device_type} instance: not the same weights"
+                return (f"{part}.{name} differs between the CPU and the {device_type} instance: not the same weights "
+                        "(a random initialisation that differs between two builds counts too)")
     return None
 
 
@@ -269,7 +270,7 @@ def _lift_data_limit() -> bool:
 
 
 def _gpu_phase(codec, build, rate, images: list[TestImage], cond: TestConditions,
-               devices: list[str]) -> tuple[dict, dict[str, tuple[str, str]]]:
+               devices: list[str], seed: int = 0) -> tuple[dict, dict[str, tuple[str, str]]]:
     """Everything measured on the GPU, after the CPU figures: its own phase.
 
     In order: the GPU settings of profile.toml applied (and recorded), NVML's used memory of every device
@@ -305,6 +306,11 @@ def _gpu_phase(codec, build, rate, images: list[TestImage], cond: TestConditions
         nvml["nvml_used_before_context_mib"] = (before or {}).get(key) if key else None
         nvml["nvml_used_after_mib"] = {"context": first.get("used_mib")}
         stage = "build on cuda"
+        # The generators as they were for the CPU build, so a codec initialised at random on the CPU and
+        # then moved holds the same weights (the CUDA generator is another one: init on CUDA differs).
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
         codec_cuda = _call("build", build, rate, device)
         problem = cuda_instance_problem(codec, codec_cuda)
         if problem:
@@ -485,7 +491,7 @@ def run_job(job: dict) -> RateResult:
         else:
             _emit(event="cuda")
             worker["rlimit_data_lifted"] = _lift_data_limit()
-            gpu, nm = _gpu_phase(codec, build, rate, images, cond, list(devices))
+            gpu, nm = _gpu_phase(codec, build, rate, images, cond, list(devices), seed)
             missing.update(nm)
             if "gpu_settings" in gpu:
                 got["environment"] = {**got["environment"], "gpu_settings": gpu["gpu_settings"]}

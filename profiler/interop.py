@@ -39,9 +39,20 @@ def _decode_b_proxy(codec, bits: bytes) -> torch.Tensor:
             return codec.decode(bits)
 
 
-def choose_pair(devices: list[str]) -> tuple[str, bool]:
-    """(pair label, is_proxy) for the devices requested on this machine."""
-    if "cuda" in devices and torch.cuda.is_available():
+def cuda_device_present() -> bool:
+    """Whether a CUDA device is there, without creating a CUDA context where torch can avoid it:
+    `torch.cuda.device_count()` asks NVML first (no cuInit, so no driver memory in the CPU figures) and
+    falls back to the CUDA runtime only where NVML fails. `torch.cuda.is_available()` always runs cuInit."""
+    try:
+        return torch.cuda.device_count() > 0
+    except Exception:
+        return False
+
+
+def choose_pair(devices: list[str], cuda_present: bool | None = None) -> tuple[str, bool]:
+    """(pair label, is_proxy) for the devices requested on this machine; `cuda_present` as decided by
+    the caller (else `cuda_device_present()`)."""
+    if "cuda" in devices and (cuda_device_present() if cuda_present is None else cuda_present):
         return "cpu→cuda", False
     return PROXY_PAIR, True
 
@@ -76,21 +87,24 @@ def proxy_decoder(codec):
     return lambda bits: _decode_b_proxy(codec, bits)
 
 
-def measure_interop(codec, build, rate, images, devices, proxy_entries: list | None = None) -> dict:
+def measure_interop(codec, build, rate, images, devices, proxy_entries: list | None = None,
+                    codec_b=None, cuda_present: bool | None = None) -> dict:
     """This rate point's interoperability entry (`RateResult.interop`, as a dict).
 
     `proxy_entries`: for the proxy pair, the entries the worker already made from each image's counted
     run (its bitstream and A-decoded picture, `compare_image`), so A is not run again. Otherwise every
-    image is encoded and decoded on A here, then decoded on B.
+    image is encoded and decoded on A here, then decoded on B. `codec_b`: for the cpu→cuda pair, the
+    codec already built for CUDA (the worker's, checked and under the GPU settings); else it is built here.
     """
-    pair, proxy = choose_pair(list(devices))
+    pair, proxy = choose_pair(list(devices), cuda_present)
     out: dict = {"pair": pair, "proxy": proxy, "note": PROXY_NOTE if proxy else "", "images": []}
     if proxy and proxy_entries is not None:
         return {**out, "images": list(proxy_entries), "a_runs": "the counted encode()/decode() of each image"}
     decode_b = proxy_decoder(codec) if proxy else None
     if not proxy:
         try:
-            codec_b = build(rate, torch.device("cuda"))
+            if codec_b is None:
+                codec_b = build(rate, torch.device("cuda"))
 
             def decode_b(bits: bytes) -> torch.Tensor:
                 x_b = codec_b.decode(bits)

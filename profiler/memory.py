@@ -6,10 +6,13 @@ Where that is not possible the figure is the process's lifetime peak (getrusage)
 (`per_call: false`). Each peak is given absolute and above the worker's baseline once the model is
 loaded, which is what a CPU-only decoder needs beyond the interpreter, torch and its own weights.
 
-GPU: `torch.cuda.max_memory_allocated` / `max_memory_reserved` after a reset (the caching allocator,
-without the CUDA context), NVML's device-level used memory (with the context, and with anything else on
-the device), and the minimum memory a model needs: the smallest allocator limit
-(`torch.cuda.set_per_process_memory_fraction`) under which the call still succeeds, found by bisection.
+GPU: `torch.cuda.max_memory_allocated` / `max_memory_reserved` after garbage collection, an emptied
+cache and a reset (the caching allocator: absolute, so the weights and cuBLAS/cuDNN workspaces allocated
+earlier are in it; `above_start_mib` is the part's own), NVML's device-level view found by torch's UUID
+(used memory with the CUDA context, the driver's reservation and other processes; the SM clock; the
+compute processes on the device), and the minimum memory a model needs (`min_cuda_memory`,
+MIN_MEMORY_DEFINITION): the smallest cap on the allocator's reserved memory under which the call still
+succeeds, bisected between an uncapped trial's peak allocated and peak reserved memory.
 """
 
 from __future__ import annotations
@@ -104,18 +107,28 @@ class CpuPeak:
 # -- CUDA caching allocator ---------------------------------------------------------------------------
 
 def cuda_peak_begin(device) -> None:
+    """Start a part's allocator peak: garbage of earlier calls collected and the cache emptied first, so
+    neither `max_reserved` nor NVML's used memory carries blocks an earlier call left cached."""
     import torch
 
+    gc.collect()
     torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
 
 
-def cuda_peak_end(device) -> dict:
+def cuda_peak_end(device, start_allocated: int | None = None) -> dict:
+    """The part's peaks. `max_allocated_mib` is absolute: it includes everything allocated through the
+    caching allocator before the part (the model's weights, cuBLAS/cuDNN workspaces torch allocated for
+    earlier calls); `above_start_mib` is the peak minus what was allocated when the part began."""
     import torch
 
     torch.cuda.synchronize(device)
-    return {"max_allocated_mib": torch.cuda.max_memory_allocated(device) / MIB,
-            "max_reserved_mib": torch.cuda.max_memory_reserved(device) / MIB}
+    peak = torch.cuda.max_memory_allocated(device)
+    out = {"max_allocated_mib": peak / MIB, "max_reserved_mib": torch.cuda.max_memory_reserved(device) / MIB}
+    if start_allocated is not None:
+        out["above_start_mib"] = max(0, peak - start_allocated) / MIB
+    return out
 
 
 # -- NVML ---------------------------------------------------------------------------------------------
@@ -211,6 +224,80 @@ def nvml_for_torch_device(torch_index: int) -> dict | None:
     return nvml_device_used_mib(nvml_index(torch_index, os.environ.get("CUDA_VISIBLE_DEVICES")))
 
 
+NVML_CLOCK_SM = 1
+
+
+def _handle_by_uuid(nvml, uuid: str):
+    """NVML's handle of the device whose UUID torch reports (`get_device_properties(d).uuid`, printed
+    without NVML's "GPU-"/"MIG-" prefix); nvmlDeviceGetHandleByUUID takes GPU and MIG UUIDs alike."""
+    uuid = str(uuid)
+    candidates = [uuid] if uuid.startswith(("GPU-", "MIG-")) else ["GPU-" + uuid, "MIG-" + uuid, uuid]
+    last = None
+    for c in candidates:
+        for arg in (c, c.encode()):
+            try:
+                return nvml.nvmlDeviceGetHandleByUUID(arg)
+            except Exception as exc:   # NVMLError_NotFound, or a str/bytes mismatch of the binding
+                last = exc
+    raise LookupError(f"no NVML device with UUID {uuid} ({type(last).__name__}: {last})")
+
+
+def nvml_all_used_mib() -> dict[str, float] | None:
+    """Used memory of every NVML device, by UUID: read before the worker's CUDA context exists, so the
+    context's own memory can be told apart later. Needs no CUDA call (NVML only). None without NVML."""
+    with _nvml_session() as nvml:
+        if nvml is None:
+            return None
+        out = {}
+        try:
+            for i in range(nvml.nvmlDeviceGetCount()):
+                h = nvml.nvmlDeviceGetHandleByIndex(i)
+                out[_text(nvml.nvmlDeviceGetUUID(h))] = nvml.nvmlDeviceGetMemoryInfo(h).used / MIB
+        except Exception:
+            return out or None
+        return out
+
+
+def nvml_snapshot(uuid: str | None, index: int | None = None) -> dict:
+    """NVML's view of the worker's device: found by torch's UUID (else by `index`, the old mapping through
+    CUDA_VISIBLE_DEVICES), its used and total memory (device level: the CUDA context, the driver's
+    reservation and other processes included), the SM clock, and the compute processes on it.
+
+    Always a dict: {"error": why} where NVML is absent or the device cannot be found.
+    `other_processes` are the pids NVML lists besides this one; inside a container NVML's pids are the
+    host's, so the worker's own may be listed as another (`own_pid_listed` says whether it was seen).
+    """
+    with _nvml_session() as nvml:
+        if nvml is None:
+            return {"error": "NVML not available (nvidia-ml-py not installed or no driver library)"}
+        try:
+            if uuid:
+                handle, mapped_by = _handle_by_uuid(nvml, uuid), "uuid"
+            elif index is not None and index < nvml.nvmlDeviceGetCount():
+                handle, mapped_by = nvml.nvmlDeviceGetHandleByIndex(index), "index"
+            else:
+                return {"error": "the device has no UUID from torch and no NVML index"}
+            out = {"mapped_by": mapped_by,
+                   **parse_nvml_memory(nvml.nvmlDeviceGetName(handle), nvml.nvmlDeviceGetMemoryInfo(handle))}
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        try:
+            out["sm_clock_mhz"] = int(nvml.nvmlDeviceGetClockInfo(handle, NVML_CLOCK_SM))
+        except Exception:
+            out["sm_clock_mhz"] = None
+        try:
+            pids = sorted({int(p.pid) for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)})
+            out["processes"] = pids
+            out["own_pid_listed"] = os.getpid() in pids
+            out["other_processes"] = [p for p in pids if p != os.getpid()]
+        except Exception:
+            out["processes"] = None
+        driver = _nvml_driver(nvml)
+        if driver is not None:
+            out["driver"] = driver
+        return out
+
+
 # -- minimum GPU memory -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -255,43 +342,141 @@ def bisection_trials(low: int, high: int, resolution: int) -> int:
     return 2 + max(0, math.ceil(math.log2((high - low) / resolution))) if high > low else 1
 
 
-def min_cuda_memory(call: Callable[[], Any], device, peak_allocated: int, resolution: int = 2 * MIB) -> dict:
-    """The minimum allocator limit (bytes) under which `call()` succeeds on `device`.
+class BisectionFailed(Exception):
+    """The minimum-memory search could not finish; the message says why (it goes into not_measured)."""
 
-    Each trial empties the cache, limits the process with `set_per_process_memory_fraction(limit /
-    total)` and runs the call; an out-of-memory error means it does not fit. The search runs between the
-    measured peak allocation (below it nothing can fit, so it is the lower end) and the whole device.
-    Any other exception is the submission's and propagates. The limit is lifted afterwards. The figure
-    excludes the CUDA context, which NVML's used memory includes.
-    """
+
+ALLOC_FAILURES = ("out of memory", "ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+
+
+def is_cuda_oom(exc: BaseException) -> bool:
+    """An allocation failure under the limit: torch's OutOfMemoryError, or a library (cuBLAS, cuDNN)
+    that reports its own failed workspace allocation as a RuntimeError."""
     import torch
 
-    total = torch.cuda.get_device_properties(device).total_memory
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and any(s in str(exc) for s in ALLOC_FAILURES))
 
-    def fits(limit: int) -> bool:
+
+class TorchCuda:
+    """The few allocator calls the bisection makes, on torch.cuda (a fake stands in for it in tests)."""
+
+    def __init__(self, device):
+        import torch
+
+        self.torch, self.device = torch, device
+
+    def total(self) -> int:
+        return self.torch.cuda.get_device_properties(self.device).total_memory
+
+    def settle(self) -> None:
+        """Finish queued work, collect garbage and return cached blocks to the driver."""
         gc.collect()
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-        torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total), device)
+        self.torch.cuda.synchronize(self.device)
+        self.torch.cuda.empty_cache()
+
+    def allocated(self) -> int:
+        return self.torch.cuda.memory_allocated(self.device)
+
+    def reset_peaks(self) -> None:
+        self.torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peaks(self) -> tuple[int, int]:
+        self.torch.cuda.synchronize(self.device)
+        return (self.torch.cuda.max_memory_allocated(self.device), self.torch.cuda.max_memory_reserved(self.device))
+
+    def set_limit(self, limit: int | None) -> None:
+        """Cap the allocator's *reserved* memory at `limit` bytes (None: the whole device)."""
+        fraction = 1.0 if limit is None else min(1.0, limit / self.total())
+        self.torch.cuda.set_per_process_memory_fraction(fraction, self.device)
+
+
+MIN_MEMORY_DEFINITION = (
+    "the smallest cap on the caching allocator's reserved memory (torch.cuda.set_per_process_memory_fraction) "
+    "under which the call succeeds, with the model's weights and anything else allocated before the call "
+    "inside the cap, under the PYTORCH_CUDA_ALLOC_CONF stated beside it; excludes the CUDA context and "
+    "anything allocated outside torch's allocator; within resolution_mib above the largest failing cap")
+
+
+def min_cuda_memory(call: Callable[[], Any], device, resolution: int = 2 * MIB, cuda: Any = None) -> dict:
+    """The minimum allocator budget (bytes) under which `call()` succeeds on `device` (see
+    MIN_MEMORY_DEFINITION).
+
+    First an unlimited trial, after the cache was emptied: its peak *allocated* memory is the lower bound
+    (the cap limits reserved memory, which is never below allocated) and its peak *reserved* memory the
+    upper bound (the same allocations fitted in it); if that bound fails under the cap, twice it and then
+    the whole device are tried. Each trial settles (garbage collected, cache emptied), caps the allocator,
+    runs the call; an allocation failure (`is_cuda_oom`) means it does not fit. After every trial the
+    allocated memory must be back where it started, else the trials are not independent and the search
+    stops. Raises BisectionFailed with the reason where it cannot finish; any other exception of the call
+    propagates. The cap is lifted afterwards. `cuda`: the allocator interface (TorchCuda by default).
+    """
+    cuda = TorchCuda(device) if cuda is None else cuda
+    total = cuda.total()
+    cuda.settle()
+    start = cuda.allocated()
+
+    runs = [0]
+
+    def run(limit: int | None) -> bool:
+        runs[0] += 1
+        cuda.settle()
+        cuda.set_limit(limit)
         try:
-            call()
-            torch.cuda.synchronize(device)
-            return True
-        except torch.OutOfMemoryError:
-            return False
+            try:
+                call()
+                cuda.settle()
+                ok = True
+            except Exception as exc:
+                if not is_cuda_oom(exc):
+                    raise
+                ok = False
         finally:
-            gc.collect()
-            torch.cuda.empty_cache()
+            cuda.set_limit(None)
+        cuda.settle()
+        left = cuda.allocated()
+        if left != start:
+            raise BisectionFailed(f"after a trial at {'no cap' if limit is None else f'{limit / MIB:.0f} MiB'} "
+                                  f"{(left - start) / MIB:+.1f} MiB stay allocated (the call keeps or frees memory "
+                                  "across calls): the trials are not independent")
+        return ok
 
     try:
+        cuda.reset_peaks()
+        if not run(None):
+            raise BisectionFailed("the call does not fit on the whole device without a cap")
+        peak_allocated, peak_reserved = cuda.peaks()
         low = max(resolution, (peak_allocated // resolution) * resolution)
-        result = bisect_minimum(fits, low, total, resolution)
+        bounds = []
+        for cand in (peak_reserved, 2 * peak_reserved, total):
+            cand = min(total, -(-cand // resolution) * resolution)
+            if cand >= low and cand not in bounds:
+                bounds.append(cand)
+        known: dict[int, bool] = {}
+        high = None
+        for cand in bounds:
+            known[cand] = run(cand)
+            if known[cand]:
+                high = cand
+                break
+        if high is None:
+            raise BisectionFailed("the call does not fit under a cap of its own unlimited reserved peak "
+                                  f"({peak_reserved / MIB:.0f} MiB), twice it, nor the whole device")
+        failed = [c for c, ok in known.items() if not ok]
+        if failed:   # monotone: the answer lies above the largest bound that failed
+            low = max(failed)
+        result = bisect_minimum(lambda lim: known[lim] if lim in known else run(lim), low, high, resolution)
     finally:
-        torch.cuda.set_per_process_memory_fraction(1.0, device)
-        torch.cuda.empty_cache()
-    return {"min_mib": result.minimum / MIB, "largest_failing_mib": None if result.largest_failing is None
-            else result.largest_failing / MIB, "resolution_mib": resolution / MIB, "trials": len(result.trials),
-            "device_total_mib": total / MIB}
+        cuda.set_limit(None)
+        cuda.settle()
+    trials = runs[0]
+    largest_failing = result.largest_failing
+    return {"min_mib": result.minimum / MIB,
+            "largest_failing_mib": None if largest_failing is None else largest_failing / MIB,
+            "resolution_mib": resolution / MIB, "trials": trials, "device_total_mib": total / MIB,
+            "unlimited_allocated_mib": peak_allocated / MIB, "unlimited_reserved_mib": peak_reserved / MIB,
+            "allocated_before_mib": start / MIB, "low_mib": low / MIB, "high_mib": high / MIB,
+            "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"), "definition": MIN_MEMORY_DEFINITION}
 
 
 def cpu_count() -> int:

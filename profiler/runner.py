@@ -10,9 +10,12 @@ Memory limit, two layers: RLIMIT_DATA set in the worker before anything is impor
 it fail at once, inside the worker, as an exception the worker records), and a resident-set watchdog in
 the parent that kills the worker's process group when its RSS goes over (catches memory RLIMIT_DATA does
 not count: shared mappings, memory of child processes). RLIMIT_AS is not used: importing torch maps far
-more address space than it uses, and the CUDA driver reserves the whole unified address range. For runs
-that use a CUDA device RLIMIT_DATA is not set either (the driver's mappings are not documented as
-staying out of it), so only the watchdog applies; the report says which layers were in force.
+more address space than it uses, and the CUDA driver reserves the whole unified address range. RLIMIT_DATA
+is set as a soft limit; a worker with a GPU phase raises it to the hard limit just before it creates its
+CUDA context (the driver's mappings are not documented as staying out of it), so the CPU phase is limited
+on GPU machines too and the GPU phase by the watchdog alone (`worker.rlimit_data_lifted`). The watchdog
+counts anonymous and shared-memory resident pages, not file-backed ones (the CUDA libraries' code is
+gigabytes of those); the report says which layers were in force.
 """
 
 from __future__ import annotations
@@ -50,14 +53,15 @@ WATCHDOG_PERIOD_S = 0.05
 
 # Runs in the fresh interpreter before the worker module is imported, so the limits hold for everything
 # the worker and the submission do (imports included):
-#   RLIMIT_DATA from JPEGAI_WORKER_DATA_LIMIT (bytes, 0 = none);
+#   RLIMIT_DATA from JPEGAI_WORKER_DATA_LIMIT (bytes, 0 = none), the soft limit only: the worker lifts
+#   it to the hard limit before its GPU phase (worker._lift_data_limit);
 #   PR_SET_PDEATHSIG = SIGKILL, so a worker never outlives a runner killed with SIGKILL;
 # then runs argv[1] (a module, or a .py file for tests) as __main__ with the remaining arguments.
 _LAUNCHER = """
 import os, sys, resource, runpy
 lim = int(os.environ.pop("JPEGAI_WORKER_DATA_LIMIT", "0") or 0)
 if lim:
-    resource.setrlimit(resource.RLIMIT_DATA, (lim, lim))
+    resource.setrlimit(resource.RLIMIT_DATA, (lim, resource.getrlimit(resource.RLIMIT_DATA)[1]))
 parent = int(os.environ.pop("JPEGAI_WORKER_PARENT", "0") or 0)
 try:
     import ctypes
@@ -92,12 +96,31 @@ class WorkerExit:
 
 
 def use_rlimit_data(devices: list[str]) -> bool:
-    """RLIMIT_DATA only where no CUDA device will be used (see the module docstring)."""
-    return "cuda" not in devices or not Path("/dev/nvidiactl").exists()
+    """RLIMIT_DATA for every worker: it is a soft limit, and a worker with a GPU phase lifts it before
+    creating its CUDA context, so it holds for the CPU phase on GPU machines too (module docstring)."""
+    return True
+
+
+def _private_resident(pid: int) -> int | None:
+    """Resident memory of one process that the kernel cannot drop: anonymous + shared-memory pages
+    (RssAnon + RssShmem of /proc/PID/status, Linux ≥ 4.5), bytes. File-backed pages (the CUDA, cuDNN and
+    cuBLAS libraries' code, mmapped weight files) are left out: they are shared and reclaimable, and on a
+    GPU machine run to gigabytes. None where the kernel does not give the split."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kib = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("RssAnon", "RssShmem"):
+            kib[key] = int(rest.split()[0])
+    return 1024 * (kib["RssAnon"] + kib.get("RssShmem", 0)) if "RssAnon" in kib else None
 
 
 def _tree_rss(proc) -> float:
-    """Resident memory of a process and all its descendants, bytes (0 once it is gone)."""
+    """Resident memory the watchdog counts for a process and all its descendants, bytes (0 once it is
+    gone): `_private_resident` per process where the kernel gives it, else its whole RSS."""
     import psutil
 
     total = 0
@@ -106,6 +129,10 @@ def _tree_rss(proc) -> float:
     except psutil.Error:
         return 0
     for p in procs:
+        private = _private_resident(p.pid)
+        if private is not None:
+            total += private
+            continue
         try:
             total += p.memory_info().rss
         except psutil.Error:

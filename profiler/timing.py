@@ -3,7 +3,9 @@
 CPU: `time.perf_counter` around the call and nothing else (the loop, the lambda and the list append are
 outside the timed region; `benchmarks/timing.py` measures what is left against a bare loop).
 GPU: CUDA events recorded on the current stream, with a `torch.cuda.synchronize()` before the start
-and after the end, so every queued kernel of the call is inside the figure and none of an earlier one.
+and after the end: wall time on the device's current stream (host gaps between kernels included; other
+streams only where the call joins them), and beside it the host's `perf_counter` over the same
+synchronised window, with a flag where the two differ (`time_cuda_both`, `event_wall_gap`).
 
 Statistics: median, min, max, first and third quartile (numpy's default 'linear' interpolation), IQR
 and N, per image; per rate point the same statistics over the per-image medians, plus milliseconds per
@@ -97,11 +99,15 @@ def rate_point_stats(per_image: list[tuple[dict, int, int]]) -> dict:
 
 
 def time_cpu(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
-    """Wall time of `repeats` calls of fn; returns the times and the last output."""
+    """Wall time of `repeats` calls of fn; returns the times and the last output.
+
+    The previous output is dropped before the next call, so no call's peak memory holds an extra picture.
+    """
     times = []
     out = None
     clock = time.perf_counter
     for _ in range(repeats):
+        out = None          # not alive during the next call
         t0 = clock()
         out = fn()
         t1 = clock()
@@ -109,20 +115,55 @@ def time_cpu(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
     return times, out
 
 
-def time_cuda(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
-    """GPU-inclusive time of `repeats` calls: CUDA events, synchronised before and after."""
-    times = []
+def time_cuda_both(fn: Callable[[], Any], repeats: int) -> tuple[list[float], list[float], Any]:
+    """`repeats` calls on the GPU: (event times, host wall times, last output).
+
+    Event time: CUDA events recorded on the current stream around the call, the whole device synchronised
+    before the start and after the end. It is the wall time that passed on *that stream* between the two
+    events: idle gaps while the host works between kernels (CPU entropy coding) are inside it, and work
+    queued on other streams is inside it only where the call made the current stream wait for it.
+    Host wall time: `perf_counter` from after the first synchronisation to after the last one, which
+    waits for every stream of the device; a gap between the two (see `event_wall_gap`) flags side
+    streams or host work after the last kernel. The previous output is dropped before the next call.
+    """
+    events, walls = [], []
     out = None
+    clock = time.perf_counter
     for _ in range(repeats):
+        out = None
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize()
+        t0 = clock()
         start.record()
         out = fn()
         end.record()
         torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / 1000.0)
-    return times, out
+        t1 = clock()
+        events.append(start.elapsed_time(end) / 1000.0)
+        walls.append(t1 - t0)
+    return events, walls, out
+
+
+def time_cuda(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
+    """Event times of `repeats` calls (time_cuda_both without the host wall times)."""
+    events, _, out = time_cuda_both(fn, repeats)
+    return events, out
+
+
+GAP_RELATIVE = 0.10
+GAP_ABSOLUTE_S = 0.0005
+
+
+def event_wall_gap(event_median_s: float, wall_median_s: float) -> str:
+    """A flag (empty when none) where the event time and the host wall time disagree by more than 10 %
+    and 0.5 ms: the event figure then misses work (side streams) or the host did work after the last
+    kernel was queued."""
+    gap = wall_median_s - event_median_s
+    if abs(gap) > GAP_ABSOLUTE_S and abs(gap) > GAP_RELATIVE * max(wall_median_s, 1e-12):
+        return (f"event time {event_median_s * 1e3:.2f} ms vs host wall {wall_median_s * 1e3:.2f} ms "
+                f"(gap {gap * 1e3:+.2f} ms): work on other streams or host work outside the event window")
+    return ""
 
 
 def gpu_settings(cudnn_benchmark: bool, allow_tf32: bool) -> dict:

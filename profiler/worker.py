@@ -34,7 +34,7 @@ from .counting.meta import count_resolutions
 from .environment import worker_environment
 from .errors import InputError, SubmissionError
 from .images import TestImage, load_images
-from .interop import choose_pair, compare_image, measure_interop, proxy_decoder
+from .interop import choose_pair, compare_image, cuda_device_present, measure_interop, proxy_decoder
 from .params import count_model
 from .precision import check_codec_precision
 from .model.report import ErrorRecord, Picture, RateResult
@@ -46,14 +46,22 @@ def _emit(**event: Any) -> None:
     print(json.dumps(event), flush=True)
 
 
+class SubmissionOutOfMemory(SubmissionError, torch.OutOfMemoryError):
+    """An allocation failure in the submission's code: still a SubmissionError (the rate point records
+    the traceback) and still an OutOfMemoryError, so the minimum-memory bisection sees an over-limit trial
+    as "does not fit" and not as a failure of the rate point."""
+
+
 def _call(stage: str, fn, *args):
-    """Call the submission's code; its exceptions become SubmissionErrors with the traceback."""
+    """Call the submission's code; its exceptions become SubmissionErrors with the traceback (CUDA
+    allocation failures a SubmissionOutOfMemory, which keeps torch's OutOfMemoryError type)."""
     try:
         return fn(*args)
     except (SubmissionError, InputError):
         raise
     except Exception as exc:
-        raise SubmissionError(stage, f"{type(exc).__name__}: {exc}", traceback.format_exc()) from None
+        cls = SubmissionOutOfMemory if memory.is_cuda_oom(exc) else SubmissionError
+        raise cls(stage, f"{type(exc).__name__}: {exc}", traceback.format_exc()) from None
 
 
 def _check_bitstream(bits: Any) -> bytes:
@@ -106,9 +114,9 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
         reps = cond.timing.repeats
         # Only the call is inside the timed region; each part's peak RSS is reset just before its runs.
         with memory.CpuPeak(baseline_mib) as enc_mem:
-            enc_times, _ = timing.time_cpu(lambda: _call("encode", codec.encode, x), reps)
+            enc_times = timing.time_cpu(lambda: _call("encode", codec.encode, x), reps)[0]
         with memory.CpuPeak(baseline_mib) as dec_mem:
-            dec_times, _ = timing.time_cpu(lambda: _call("decode", codec.decode, bits), reps)
+            dec_times = timing.time_cpu(lambda: _call("decode", codec.decode, bits), reps)[0]
 
     w, h = img.width, img.height
     picture = dict(
@@ -124,62 +132,218 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
     return picture, interop_entry
 
 
-def _measure_cuda(build, rate, images: list[TestImage], cond: TestConditions) -> dict:
-    """GPU time and memory per image, on a codec built for the CUDA device.
+def cuda_instance_problem(cpu_codec, cuda_codec, device_type: str = "cuda") -> str | None:
+    """Why the codec built for CUDA cannot stand for the CPU one on the GPU, or None.
 
-    Per image: one untimed encode and decode (first warm-up), the remaining warm-ups, then `repeats`
-    event-timed calls per part with the allocator's peak reset before each part, and NVML's device-level
-    used memory after each part. With `timing.min_gpu_memory`, the minimum allocator limit of each part
-    on the largest image is found by bisection (memory.min_cuda_memory).
-    Returns {"timing": [per image {part: stats}], "memory": [per image {part: peaks}], "gpu_settings",
-    "min": {part: …} or None}.
+    Its encoder's and decoder's state_dict must hold the same tensors as the CPU instance's (same names,
+    dtypes and values, compared after `.cpu()`), every one of them on a `device_type` device: a codec
+    that ignores `device` would otherwise have CPU time reported as GPU time.
     """
-    device = torch.device("cuda", torch.cuda.current_device())
-    settings = timing.gpu_settings(cond.timing.cudnn_benchmark, cond.timing.allow_tf32)
-    codec = _call("build", build, rate, device)
+    for part in ("encoder", "decoder"):
+        a, b = getattr(cpu_codec, part).state_dict(), getattr(cuda_codec, part).state_dict()
+        if set(a) != set(b):
+            diff = sorted(set(a) ^ set(b))[:3]
+            return f"the {part} built for {device_type} holds other tensors than the CPU one ({', '.join(diff)})"
+        for name, ta in a.items():
+            tb = b[name]
+            if tb.device.type != device_type:
+                return (f"{part}.{name} is on {tb.device} in the codec built for {device_type}: the codec ignores "
+                        "the device it is given, so its times would be CPU times")
+            if tb.dtype != ta.dtype:
+                return f"{part}.{name} is {tb.dtype} on {device_type} but {ta.dtype} on the CPU: another model"
+            if not torch.equal(ta.detach().cpu(), tb.detach().cpu()):
+                return (f"{part}.{name} differs between the CPU and the {device_type} instance: not the same weights "
+                        "(a random initialisation that differs between two builds counts too)")
+    return None
+
+
+def _cuda_image(codec, img: TestImage, cond: TestConditions, device, model_mib: float, uuid: str | None,
+                nvml_index: int | None) -> tuple[dict, dict]:
+    """One picture on the GPU: (timing per part, memory per part). Its tensors die with this frame."""
+    x = img.tensor(device)
+    bits = _check_bitstream(_call("encode", codec.encode, x))
+    _call("decode", codec.decode, bits)
+    for _ in range(max(0, cond.timing.warmup - 1)):
+        _call("encode", codec.encode, x)
+        _call("decode", codec.decode, bits)
+    w, h = img.width, img.height
+    step_mem, step_times = {}, {}
+    for step in ("encode", "decode"):
+        if step == "encode":
+            def fn():
+                return _call("encode", codec.encode, x)
+        else:
+            def fn():
+                return _call("decode", codec.decode, bits)
+        memory.cuda_peak_begin(device)
+        start = torch.cuda.memory_allocated(device)
+        events, walls = timing.time_cuda_both(fn, cond.timing.repeats)[:2]   # the last output not kept
+        mem = memory.cuda_peak_end(device, start)
+        mem["model_allocated_mib"] = model_mib
+        snap = memory.nvml_snapshot(uuid, nvml_index)
+        mem["nvml_used_mib"] = snap.get("used_mib")
+        stats = timing.summarize(events)
+        wall = timing.summarize(walls)
+        step_times[step] = {**stats.to_dict(w, h), "host_wall_median_s": wall.median_s,
+                            "host_wall_values_s": list(wall.values_s),
+                            "event_wall_gap": timing.event_wall_gap(stats.median_s, wall.median_s),
+                            "sm_clock_mhz": snap.get("sm_clock_mhz")}
+        step_mem[step] = mem
+    return step_times, step_mem
+
+
+def _measure_cuda(codec, images: list[TestImage], cond: TestConditions, device, uuid: str | None,
+                  nvml_index: int | None) -> dict:
+    """GPU time and memory per image, on the codec built for the CUDA device (already checked).
+
+    Per image (`_cuda_image`): one untimed encode and decode (first warm-up), the remaining warm-ups,
+    then `repeats` event-timed calls per part (host wall time beside them) with the cache emptied and the
+    allocator's peak reset before each part, and NVML's device view after each part.
+    Returns {"timing": [per image {part: stats}], "memory": [per image {part: peaks}]}.
+    """
+    gc.collect()
     torch.cuda.synchronize(device)
     model_mib = torch.cuda.memory_allocated(device) / memory.MIB
-    nvml_index = memory.nvml_index(device.index, os.environ.get("CUDA_VISIBLE_DEVICES"))
     per_timing, per_memory = [], []
     with torch.no_grad():
         for img in images:
-            x = img.tensor(device)
-            bits = _check_bitstream(_call("encode", codec.encode, x))
-            _call("decode", codec.decode, bits)
-            for _ in range(max(0, cond.timing.warmup - 1)):
-                _call("encode", codec.encode, x)
-                _call("decode", codec.decode, bits)
-            w, h = img.width, img.height
-            step_mem = {}
-            step_times = {}
-            for step, fn in (("encode", lambda: _call("encode", codec.encode, x)),
-                             ("decode", lambda: _call("decode", codec.decode, bits))):
-                memory.cuda_peak_begin(device)
-                times, _ = timing.time_cuda(fn, cond.timing.repeats)
-                mem = memory.cuda_peak_end(device)
-                mem["model_allocated_mib"] = model_mib
-                nvml = memory.nvml_device_used_mib(nvml_index)
-                mem["nvml_used_mib"] = nvml["used_mib"] if nvml else None
-                step_mem[step] = mem
-                step_times[step] = timing.summarize(times).to_dict(w, h)
-            per_timing.append(step_times)
-            per_memory.append(step_mem)
-        minimum = _min_gpu_memory(codec, images, per_memory, device) if cond.timing.min_gpu_memory else None
-    return {"timing": per_timing, "memory": per_memory, "gpu_settings": settings, "min": minimum}
+            t, m = _cuda_image(codec, img, cond, device, model_mib, uuid, nvml_index)
+            per_timing.append(t)
+            per_memory.append(m)
+    return {"timing": per_timing, "memory": per_memory}
 
 
-def _min_gpu_memory(codec, images: list[TestImage], per_memory: list[dict], device) -> dict:
-    """Bisection on the allocator limit for encode and decode of the largest image: the JPEG AI figure."""
+def _min_gpu_memory(codec, images: list[TestImage], device) -> tuple[dict, dict[str, tuple[str, str]]]:
+    """Bisection on the allocator cap for encode and decode of the largest image: the JPEG AI figure
+    (memory.min_cuda_memory, MIN_MEMORY_DEFINITION). Runs after every picture's GPU tensors are gone.
+
+    Returns ({part: entry}, not-measured entries): a part whose search cannot finish (the call does not
+    fit, leaves memory allocated, or raises something other than an allocation failure) is *not
+    measured*, with the reason; the rate point is not failed for it."""
+    gc.collect()
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
     k = max(range(len(images)), key=lambda i: images[i].width * images[i].height)
     img = images[k]
-    x = img.tensor(device)
-    bits = _check_bitstream(_call("encode", codec.encode, x))
-    out = {}
-    for step, fn in (("encode", lambda: _call("encode", codec.encode, x)),
-                     ("decode", lambda: _call("decode", codec.decode, bits))):
-        peak = int(per_memory[k][step]["max_allocated_mib"] * memory.MIB)
-        out[step] = {"image": img.name, **memory.min_cuda_memory(fn, device, peak)}
-    return out
+    out: dict = {}
+    why: list[str] = []
+    with torch.no_grad():
+        x = img.tensor(device)
+        try:
+            bits = _check_bitstream(_call("encode", codec.encode, x))
+        except Exception as exc:
+            return {}, {"min_gpu_memory": ("failed", f"encode of {img.name} failed: {exc}")}
+        for step in ("encode", "decode"):
+            if step == "decode":
+                del x   # the decode's budget does not hold the input picture
+                x = None
+
+                def fn():
+                    return _call("decode", codec.decode, bits)
+            else:
+                def fn():
+                    return _call("encode", codec.encode, x)
+            try:
+                out[step] = {"image": img.name, **memory.min_cuda_memory(fn, device)}
+            except memory.BisectionFailed as exc:
+                why.append(f"{step}: {exc}")
+            except Exception as exc:
+                why.append(f"{step}: the call raised {type(exc).__name__}: {str(exc)[:300]}")
+    missing = {"min_gpu_memory": ("failed", "; ".join(why))} if why else {}
+    return out, missing
+
+
+def _lift_data_limit() -> bool:
+    """Raise RLIMIT_DATA's soft limit to its hard limit before the GPU phase (the runner sets only the
+    soft limit, so the CPU phase runs under it; CUDA's driver mappings are not documented as staying out
+    of it). True when a limit was lifted."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if soft == hard:
+            return False
+        resource.setrlimit(resource.RLIMIT_DATA, (hard, hard))
+        return True
+    except (ImportError, OSError, ValueError):
+        return False
+
+
+def _gpu_phase(codec, build, rate, images: list[TestImage], cond: TestConditions,
+               devices: list[str], seed: int = 0) -> tuple[dict, dict[str, tuple[str, str]]]:
+    """Everything measured on the GPU, after the CPU figures: its own phase.
+
+    In order: the GPU settings of profile.toml applied (and recorded), NVML's used memory of every device
+    read before this process has a CUDA context, the codec built for CUDA and checked against the CPU
+    instance (`cuda_instance_problem`), the cpu→cuda interoperability decode (with that instance, under
+    those settings), the timed runs, then the minimum-memory bisection. Any failure on the way (a build
+    that fails on CUDA, a device-side assert, a codec that ignores the device) is recorded as
+    not_measured["gpu"] with the reason; what was measured before it is kept, and the CPU figures are
+    never touched. Returns (values for the rate point, not-measured entries).
+    """
+    out: dict[str, Any] = {}
+    missing: dict[str, tuple[str, str]] = {}
+    stage = "GPU settings"
+    nvml: dict[str, Any] = {}
+    try:
+        out["gpu_settings"] = timing.gpu_settings(cond.timing.cudnn_benchmark, cond.timing.allow_tf32)
+        before = memory.nvml_all_used_mib()           # NVML only: no CUDA context yet
+        stage = "CUDA start-up"
+        if not torch.cuda.is_available():
+            missing["gpu"] = ("no-device", "a CUDA device is listed but the CUDA runtime cannot use it")
+            return out, missing
+        device = torch.device("cuda", torch.cuda.current_device())
+        try:
+            uuid = str(torch.cuda.get_device_properties(device).uuid)
+        except Exception:
+            uuid = None
+        index = memory.nvml_index(device.index, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        first = memory.nvml_snapshot(uuid, index)
+        nvml["device_uuid"] = uuid
+        nvml["nvml_mapped_by"] = first.get("mapped_by")
+        nvml["nvml_note"] = first.get("error", "")
+        key = next((k for k in (before or {}) if uuid and k.endswith(uuid)), None)
+        nvml["nvml_used_before_context_mib"] = (before or {}).get(key) if key else None
+        nvml["nvml_used_after_mib"] = {"context": first.get("used_mib")}
+        stage = "build on cuda"
+        # The generators as they were for the CPU build, so a codec initialised at random on the CPU and
+        # then moved holds the same weights (the CUDA generator is another one: init on CUDA differs).
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        codec_cuda = _call("build", build, rate, device)
+        problem = cuda_instance_problem(codec, codec_cuda)
+        if problem:
+            missing["gpu"] = ("failed", problem)
+            missing["interop"] = ("failed", "cpu→cuda not measured: " + problem)
+            return out, missing
+        torch.cuda.synchronize(device)
+        nvml["nvml_used_after_mib"]["build"] = memory.nvml_snapshot(uuid, index).get("used_mib")
+        stage = "cpu→cuda interoperability decode"
+        out["interop"] = measure_interop(codec, build, rate, images, devices, None, codec_b=codec_cuda,
+                                         cuda_present=True)
+        nvml["nvml_used_after_mib"]["interop"] = memory.nvml_snapshot(uuid, index).get("used_mib")
+        stage = "GPU timing"
+        cuda = _measure_cuda(codec_cuda, images, cond, device, uuid, index)
+        out["timing"], out["memory"] = cuda["timing"], cuda["memory"]
+        last = memory.nvml_snapshot(uuid, index)
+        nvml["nvml_used_after_mib"]["timing"] = last.get("used_mib")
+        nvml["nvml_other_processes"] = last.get("other_processes")
+        if last.get("other_processes"):
+            nvml["nvml_note"] = (f"other processes on the device (pids {last['other_processes']}, host namespace): "
+                                 "NVML's used memory includes theirs, and they may share the GPU's time")
+        if cond.timing.min_gpu_memory:
+            stage = "minimum GPU memory"
+            out["min"], nm = _min_gpu_memory(codec_cuda, images, device)
+            missing.update(nm)
+    except Exception as exc:
+        missing["gpu"] = ("failed", f"{stage}: {type(exc).__name__}: {str(exc)[:500]}")
+        if stage in ("CUDA start-up", "build on cuda", "cpu→cuda interoperability decode"):
+            missing.setdefault("interop", ("failed", f"cpu→cuda not measured: {stage} failed: "
+                                           f"{type(exc).__name__}: {str(exc)[:300]}"))
+    finally:
+        out["nvml"] = nvml
+    return out, missing
 
 
 def _warm_suite() -> None:
@@ -268,6 +432,11 @@ def run_job(job: dict) -> RateResult:
                               "sha256": _sha256(rate.weights.read_bytes()), "source": "file"}
         images = load_images(cond.images)
         _emit(event="start", images=len(images))
+        # Whether a CUDA device is there, decided without cuInit (NVML through torch.cuda.device_count):
+        # the CUDA context is created only in the GPU phase, after every CPU figure (its host memory
+        # would otherwise be in every CPU peak on GPU machines only).
+        cuda_requested = "cuda" in devices
+        cuda_seen = cuda_requested and cuda_device_present()
         _warm_suite()
         modules_before = set(sys.modules)
         build = load_entry(sub)
@@ -289,7 +458,7 @@ def run_job(job: dict) -> RateResult:
 
         # On a CPU-only machine the interoperability pair is a proxy on this CPU: its device-A runs are
         # the counted runs below. A real second device is measured after the CPU figures (interop.py).
-        proxy = choose_pair(list(devices))[1]
+        proxy = choose_pair(list(devices), cuda_seen)[1]
         proxy_entries = []
         for n, img in enumerate(images):
             _emit(event="image", name=img.name, n=n)
@@ -310,21 +479,34 @@ def run_job(job: dict) -> RateResult:
         missing.update(nm)
 
         # Device interoperability: decode this rate point's bitstreams on another device (or a proxy
-        # that changes float arithmetic), for the compliance rule: profiler/interop.py.
-        got["interop"] = measure_interop(codec, build, rate, images, devices, proxy_entries if proxy else None)
+        # that changes float arithmetic), for the compliance rule: profiler/interop.py. The cpu→cuda
+        # pair is measured in the GPU phase, under the GPU settings.
+        if proxy:
+            got["interop"] = measure_interop(codec, build, rate, images, devices, proxy_entries, cuda_present=False)
 
-        if "cuda" not in devices:
+        if not cuda_requested:
             missing["gpu"] = ("not-requested", "not requested: --device cpu")
-        elif not torch.cuda.is_available():
+        elif not cuda_seen:
             missing["gpu"] = ("no-device", "no CUDA device")
         else:
             _emit(event="cuda")
-            cuda = _measure_cuda(build, rate, images, cond)
-            pictures = [{**p, "timing": {**p["timing"], "cuda": t}, "memory": {**p["memory"], "cuda": m}}
-                        for p, t, m in zip(pictures, cuda["timing"], cuda["memory"])]
-            got["environment"] = {**got["environment"], "gpu_settings": cuda["gpu_settings"]}
-            if cuda["min"] is not None:
-                got["min_gpu_memory"] = cuda["min"]
+            worker["rlimit_data_lifted"] = _lift_data_limit()
+            gpu, nm = _gpu_phase(codec, build, rate, images, cond, list(devices), seed)
+            missing.update(nm)
+            if "gpu_settings" in gpu:
+                got["environment"] = {**got["environment"], "gpu_settings": gpu["gpu_settings"]}
+            if "interop" in gpu:
+                got["interop"] = gpu["interop"]
+            elif "interop" not in missing and not proxy:
+                # The runtime could not use the device after all: the proxy, with device A run here.
+                got["interop"] = measure_interop(codec, build, rate, images, devices, None, cuda_present=False)
+            if "timing" in gpu:
+                pictures = [{**p, "timing": {**p["timing"], "cuda": t}, "memory": {**p["memory"], "cuda": m}}
+                            for p, t, m in zip(pictures, gpu["timing"], gpu["memory"])]
+            if gpu.get("min"):
+                got["min_gpu_memory"] = gpu["min"]
+            if "timing" in gpu:   # the device's NVML view, beside the GPU figures it belongs to
+                got["gpu_device"] = gpu["nvml"]
     except SubmissionError as exc:
         got["status"] = "failed"
         got["error"] = (_memory_error(str(exc), cond.worker.memory_limit_mib, exc.traceback_text)
@@ -349,6 +531,9 @@ def assemble(got: dict, pictures: list[dict], missing: dict[str, tuple[str, str]
     minimum = got.pop("min_gpu_memory", None)
     if minimum is not None:
         memory_out.setdefault("cuda", {})["min"] = minimum
+    device = got.pop("gpu_device", None)
+    if device is not None:
+        memory_out.setdefault("cuda", {}).update(device)
     return RateResult.model_validate({**got, "images": typed, "not_measured": _not_measured(missing),
                                       "worker": worker, "timing": timing_out, "memory": memory_out})
 

@@ -179,6 +179,13 @@ class TimingStats(SecondsStats):
 
     values_s: list[float] = Field(default_factory=list)
     ms_per_mpx: float | None = None
+    # CUDA only: the figures above are event times (wall time on the device's current stream); beside
+    # them the host's perf_counter over the same synchronised window, a flag where the two differ, and
+    # the SM clock NVML reported after the part.
+    host_wall_median_s: float | None = None
+    host_wall_values_s: list[float] | None = None
+    event_wall_gap: str = ""
+    sm_clock_mhz: int | None = None
 
 
 class PlainStats(Frozen):
@@ -212,6 +219,7 @@ class MemoryPeak(Frozen):
     max_reserved_mib: float | None = None
     model_allocated_mib: float | None = None
     nvml_used_mib: float | None = None
+    above_start_mib: float | None = None     # CUDA: max_allocated minus what was allocated when the part began
 
 
 class MinGpuMemory(Frozen):
@@ -221,12 +229,25 @@ class MinGpuMemory(Frozen):
     resolution_mib: float
     trials: int
     device_total_mib: float
+    unlimited_allocated_mib: float | None = None   # peak allocated of the uncapped trial: the lower bound
+    unlimited_reserved_mib: float | None = None    # peak reserved of the uncapped trial: the upper bound
+    allocated_before_mib: float | None = None      # allocated before the call (weights...), inside the cap
+    low_mib: float | None = None
+    high_mib: float | None = None
+    alloc_conf: str | None = None                  # PYTORCH_CUDA_ALLOC_CONF in force
+    definition: str = ""                           # what the figure is, in words
 
 
 class DeviceMemory(Frozen):
     encode: MemoryPeak | None = None
     decode: MemoryPeak | None = None
     min: dict[str, MinGpuMemory] | None = None
+    device_uuid: str | None = None                       # torch's UUID of the device measured on
+    nvml_mapped_by: str | None = None                    # "uuid" or "index" (through CUDA_VISIBLE_DEVICES)
+    nvml_note: str = ""                                  # why NVML figures are missing, other processes
+    nvml_used_before_context_mib: float | None = None    # device used memory before this worker's context
+    nvml_used_after_mib: dict[str, float | None] = Field(default_factory=dict)   # step → device used memory
+    nvml_other_processes: list[int] | None = None        # other compute processes NVML listed on the device
 
 
 # -- pictures, interoperability, parameters ------------------------------------------------------------
@@ -329,6 +350,7 @@ class WorkerInfo(Frozen):
     peak_rss_mib: float | None = None
     pid: int | None = None
     wall_s: float | None = None
+    rlimit_data_lifted: bool | None = None   # RLIMIT_DATA (soft) lifted before the GPU phase
 
 
 class GpuSettings(Frozen):

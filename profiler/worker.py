@@ -34,7 +34,7 @@ from .counting.meta import count_resolutions
 from .environment import worker_environment
 from .errors import InputError, SubmissionError
 from .images import TestImage, load_images
-from .interop import choose_pair, compare_image, measure_interop, proxy_decoder
+from .interop import choose_pair, compare_image, measure_interop, proxy_decoder, reconstruction_problem
 from .params import count_model
 from .precision import check_codec_precision
 from .model.report import ErrorRecord, Picture, RateResult
@@ -53,7 +53,17 @@ def _call(stage: str, fn, *args):
     except (SubmissionError, InputError):
         raise
     except Exception as exc:
-        raise SubmissionError(stage, f"{type(exc).__name__}: {exc}", traceback.format_exc()) from None
+        raise SubmissionError(stage, _exception_text(exc), traceback.format_exc()) from None
+
+
+def _exception_text(exc: BaseException) -> str:
+    """`Type: message` of the submission's exception, as written (markup is escaped by each renderer);
+    an exception whose str() itself raises still gives one line."""
+    try:
+        text = str(exc)
+    except Exception as inner:
+        text = f"<str() of the exception raised {type(inner).__name__}>"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _check_bitstream(bits: Any) -> bytes:
@@ -65,9 +75,12 @@ def _check_bitstream(bits: Any) -> bytes:
 
 
 def _check_decoded(x_hat: Any, x: torch.Tensor) -> torch.Tensor:
-    if not isinstance(x_hat, torch.Tensor) or tuple(x_hat.shape) != tuple(x.shape):
-        shape = tuple(x_hat.shape) if isinstance(x_hat, torch.Tensor) else type(x_hat).__name__
-        raise SubmissionError("decode", f"decode() must return a tensor of shape {tuple(x.shape)}, got {shape}")
+    """The decoded picture, refused (the submission's error, stage decode) unless it is a floating-point
+    tensor of the input's shape on the input's device with every value finite (interop.reconstruction_problem):
+    a NaN picture would otherwise score as black, a uint8 one be clamped as floats."""
+    problem = reconstruction_problem(x_hat, tuple(x.shape), x.device)
+    if problem:
+        raise SubmissionError("decode", problem)
     return x_hat
 
 
@@ -97,7 +110,7 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
         quality = image_quality(x, x_hat)
         decoded_sha256 = _sha256(to_uint8(x_hat).cpu().numpy().tobytes())
         if interop_proxy:
-            interop_entry = compare_image(img, x, bits, x_hat, proxy_decoder(codec))
+            interop_entry = compare_image(img, x, bits, x_hat, proxy_decoder(codec), "cpu")
         del x_hat   # not held during the memory peaks below
 
         for _ in range(max(0, cond.timing.warmup - 1)):

@@ -5,7 +5,8 @@ Usage (by the runner, not by people): `python -m profiler.worker JOB.json RESULT
 Per image, in order: one counted encode and decode (the dispatch-mode counter rides along; this run
 is also the first warm-up), the remaining warm-ups, then `repeats` timed encodes and `repeats` timed
 decodes. Only `encode()`/`decode()` are inside the timed region: never model loading, image reading or
-file writing. Progress goes to stdout as JSON lines; the result goes to RESULT.json.
+file writing. Progress goes to the runner's progress pipe as JSON lines (never stdout, which the
+submission shares); the result goes to RESULT.json.
 """
 
 from __future__ import annotations
@@ -42,8 +43,31 @@ from .quality import image_quality, psnr_rgb, to_uint8
 from .submission import load_entry, load_submission, with_weights
 
 
+# The runner's progress pipe (profiler/runner.py run_limited): opened in main() before the submission is
+# imported; its fd number leaves the environment and nothing the worker starts inherits it.
+_PROGRESS = None
+
+
+def _progress_channel():
+    value = os.environ.pop("JPEGAI_PROGRESS_FD", "")
+    try:
+        fd = int(value)
+        os.set_inheritable(fd, False)
+        return os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+    except (ValueError, OSError):
+        return None
+
+
 def _emit(**event: Any) -> None:
-    print(json.dumps(event), flush=True)
+    """One progress event to the runner (nothing when run without one). Never on stdout: that is the
+    submission's too, and only captured."""
+    if _PROGRESS is None:
+        return
+    try:
+        _PROGRESS.write(json.dumps(event) + "\n")
+        _PROGRESS.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _call(stage: str, fn, *args):
@@ -368,6 +392,8 @@ def assemble(got: dict, pictures: list[dict], missing: dict[str, tuple[str, str]
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    global _PROGRESS
+    _PROGRESS = _progress_channel()
     job_path, out_path = Path(argv[0]), Path(argv[1])
     job = json.loads(job_path.read_text())
     t0 = time.perf_counter()

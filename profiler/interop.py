@@ -61,16 +61,50 @@ def _quality(x: torch.Tensor, y: torch.Tensor) -> dict:
     return {"psnr_rgb": psnr_rgb(x, y), **image_quality(x, y)}
 
 
-def compare_image(img, x: torch.Tensor, bits: bytes, x_a: torch.Tensor, decode_b) -> dict:
-    """One image's entry: `bits` (encoded on A) and `x_a` (their A-decoded picture) against `decode_b(bits)`."""
+def reconstruction_problem(x_hat, shape: tuple, device: torch.device | str | None = None) -> str | None:
+    """What is wrong with a decoded picture, as one sentence, or None when it is usable: a floating-point
+    tensor of `shape` on `device` (when given), every value finite. Never raises (a meta tensor included)."""
+    if not isinstance(x_hat, torch.Tensor):
+        return f"decode() must return a tensor of shape {tuple(shape)}, got {type(x_hat).__name__}"
+    if x_hat.device.type == "meta":
+        return "decode() returned a tensor on the meta device (no data): it must return the decoded picture"
+    if not x_hat.is_floating_point():
+        return f"decode() must return floats in [0, 1], got {str(x_hat.dtype).removeprefix('torch.')}"
+    if tuple(x_hat.shape) != tuple(shape):
+        return f"decode() must return a tensor of shape {tuple(shape)}, got {tuple(x_hat.shape)}"
+    if device is not None and torch.device(device).type != x_hat.device.type:
+        return f"decode() returned a tensor on {x_hat.device}, expected {torch.device(device)}"
+    bad = int((~torch.isfinite(x_hat.detach())).sum().item())
+    if bad:
+        return (f"decode() returned {bad} non-finite value(s) (NaN or inf) among {x_hat.numel()}: "
+                f"the reconstruction is broken")
+    return None
+
+
+class BrokenReconstruction(ValueError):
+    """A decode() output that `reconstruction_problem` refuses."""
+
+
+def compare_image(img, x: torch.Tensor, bits: bytes, x_a: torch.Tensor, decode_b, device_b=None) -> dict:
+    """One image's entry: `bits` (encoded on A) and `x_a` (their A-decoded picture) against `decode_b(bits)`.
+
+    A B-decoded picture that is not a usable reconstruction (not a float tensor of A's shape on
+    `device_b`, or with NaN/inf) is B's decode error, never a comparison (NaN compares as "no difference").
+    A broken `x_a` is A's error (`error_a`): the worker refuses it before calling this.
+    """
     entry: dict = {"name": img.name, "width": img.width, "height": img.height, "bytes": len(bits),
                    "bpp": 8.0 * len(bits) / (img.width * img.height)}
+    problem = reconstruction_problem(x_a, tuple(x.shape))
+    if problem:
+        return {"name": img.name, "width": img.width, "height": img.height, "error_a": problem}
     x_a = x_a.detach().float().cpu()
     entry["a"] = _quality(x, x_a)
     try:
-        x_b = decode_b(bits).detach().float().cpu()
-        if tuple(x_b.shape) != tuple(x_a.shape):
-            raise RuntimeError(f"decoded shape {tuple(x_b.shape)} differs from {tuple(x_a.shape)}")
+        x_b = decode_b(bits)
+        problem = reconstruction_problem(x_b, tuple(x_a.shape), device_b)
+        if problem:
+            raise BrokenReconstruction(problem)
+        x_b = x_b.detach().float().cpu()
     except Exception as exc:
         entry["decode_error_b"] = f"{type(exc).__name__}: {exc}"
         entry["traceback_b"] = traceback.format_exc(limit=5)
@@ -127,7 +161,7 @@ def measure_interop(codec, build, rate, images, devices, proxy_entries: list | N
                 entries.append({"name": img.name, "width": img.width, "height": img.height,
                                 "error_a": f"{type(exc).__name__}: {exc}"})
                 continue
-            entries.append(compare_image(img, x, bits, x_a, decode_b))
+            entries.append(compare_image(img, x, bits, x_a, decode_b, None if proxy else "cuda"))
     return {**out, "images": entries}
 
 

@@ -51,12 +51,23 @@ STDERR_TAIL_LINES = 40
 STDERR_LINE_CHARS = 2000         # a submission printing megabytes on one line must not fill the report
 WATCHDOG_PERIOD_S = 0.05
 
+# The worker's progress events travel on their own pipe, not on its stdout (which the submission shares):
+# its write end is passed to the worker as this fd number, in this environment variable.
+PROGRESS_FD_ENV = "JPEGAI_PROGRESS_FD"
+PROGRESS_LINE_BYTES = 64 * 1024   # longer "progress" lines are not the worker's: dropped
+OUTPUT_DRAIN_S = 0.5              # once the worker is gone, what is already in the pipes is read, no longer
+
 # Runs in the fresh interpreter before the worker module is imported, so the limits hold for everything
 # the worker and the submission do (imports included):
 #   RLIMIT_DATA from JPEGAI_WORKER_DATA_LIMIT (bytes, 0 = none), the soft limit only: the worker lifts
 #   it to the hard limit before its GPU phase (worker._lift_data_limit);
 #   PR_SET_PDEATHSIG = SIGKILL, so a worker never outlives a runner killed with SIGKILL;
-# then runs argv[1] (a module, or a .py file for tests) as __main__ with the remaining arguments.
+#   PR_SET_CHILD_SUBREAPER, so anything the submission starts and orphans (a double fork, a daemon in a
+#   new session) becomes the worker's child and stays in the tree the runner watches and kills;
+#   the progress pipe (JPEGAI_PROGRESS_FD) is made non-inheritable: nothing the worker or the
+#   submission executes gets it; the target takes the number out of the environment itself;
+# then runs argv[1] (a module, or a .py file for tests) as __main__ with the remaining arguments, and on
+# its way out kills whatever it started that is still running.
 _LAUNCHER = """
 import os, sys, resource, runpy
 lim = int(os.environ.pop("JPEGAI_WORKER_DATA_LIMIT", "0") or 0)
@@ -65,17 +76,39 @@ if lim:
 parent = int(os.environ.pop("JPEGAI_WORKER_PARENT", "0") or 0)
 try:
     import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, 9, 0, 0, 0)
+    libc.prctl(36, 1, 0, 0, 0)
 except Exception:
     pass
 if parent and os.getppid() != parent:
     sys.exit(70)
+try:
+    os.set_inheritable(int(os.environ.get("JPEGAI_PROGRESS_FD", "")), False)
+except (ValueError, OSError):
+    pass
 target = sys.argv.pop(1)
-if target.endswith(".py"):
-    sys.argv[0] = target
-    runpy.run_path(target, run_name="__main__")
-else:
-    runpy.run_module(target, run_name="__main__", alter_sys=True)
+try:
+    if target.endswith(".py"):
+        sys.argv[0] = target
+        runpy.run_path(target, run_name="__main__")
+    else:
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+finally:
+    try:
+        import psutil
+        me = psutil.Process()
+        for _ in range(3):
+            left = me.children(recursive=True)
+            for p in left:
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+            if not left:
+                break
+    except Exception:
+        pass
 """
 
 
@@ -118,17 +151,23 @@ def _private_resident(pid: int) -> int | None:
     return 1024 * (kib["RssAnon"] + kib.get("RssShmem", 0)) if "RssAnon" in kib else None
 
 
-def _tree_rss(proc) -> float:
+def _descendants(proc) -> list:
+    """Every live descendant of a psutil.Process ([] once it is gone)."""
+    import psutil
+
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _tree_rss(proc, descendants: list | None = None) -> float:
     """Resident memory the watchdog counts for a process and all its descendants, bytes (0 once it is
     gone): `_private_resident` per process where the kernel gives it, else its whole RSS."""
     import psutil
 
     total = 0
-    try:
-        procs = [proc] + proc.children(recursive=True)
-    except psutil.Error:
-        return 0
-    for p in procs:
+    for p in [proc] + (_descendants(proc) if descendants is None else descendants):
         private = _private_resident(p.pid)
         if private is not None:
             total += private
@@ -147,15 +186,79 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+def _kill_tree(pgid: int, root, seen: set) -> None:
+    """SIGKILL the worker's process group and every process ever seen below the worker, including those
+    that left the group (`start_new_session=True`) or were re-parented away once the worker died, and their
+    own descendants. psutil checks each pid is still the process that was seen (no pid-reuse victims)."""
+    import psutil
+
+    for _ in range(3):
+        found = set(seen)
+        if root is not None:
+            found.update(_descendants(root))
+        for p in list(found):
+            found.update(_descendants(p))
+        seen |= found
+        _kill_group(pgid)
+        killed = 0
+        for p in found:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    p.kill()
+                    killed += 1
+            except psutil.Error:
+                pass
+        if not killed:
+            return
+        time.sleep(0.01)
+
+
+class _Lines:
+    """A byte stream cut into text lines; a line longer than `max_bytes` is cut there (`cut` is called with
+    its start) and the rest of it up to the next newline is dropped."""
+
+    def __init__(self, on_line: Callable[[str, bool], None], max_bytes: int):
+        self.on_line = on_line
+        self.max_bytes = max_bytes
+        self.buf = bytearray()
+        self.skipping = False
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        while (i := self.buf.find(b"\n")) >= 0:
+            line = bytes(self.buf[:i])
+            del self.buf[:i + 1]
+            if self.skipping:
+                self.skipping = False
+            else:
+                self.on_line(line.decode("utf-8", "replace"), False)
+        if len(self.buf) > self.max_bytes:
+            if not self.skipping:
+                self.on_line(bytes(self.buf[:self.max_bytes]).decode("utf-8", "replace"), True)
+            self.skipping = True
+            self.buf.clear()
+
+    def close(self) -> None:
+        if self.buf and not self.skipping:
+            self.on_line(bytes(self.buf).decode("utf-8", "replace"), False)
+        self.buf.clear()
+
+
 def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_mib: int, rlimit_data: bool,
                 env: dict | None = None, cwd: str | Path | None = None,
-                on_stdout: Callable[[str], None] = lambda line: None) -> WorkerExit:
+                on_progress: Callable[[str], None] = lambda line: None) -> WorkerExit:
     """Run `python -m target args` (or a .py file) in its own process group under the limits.
 
-    Kills the whole group on timeout or when its resident memory goes over the limit. Never raises for
-    anything the child does; an interrupt of the parent kills the child before propagating.
+    The child's stdout and stderr are one captured stream (its last lines are `stderr_tail`); progress
+    lines come only from the pipe whose fd number is in the child's `JPEGAI_PROGRESS_FD` (`on_progress`,
+    one call per line). Kills the whole group on timeout or when its resident memory goes over the
+    limit, and when the child ends, every process it started (tracked while it ran, the group, the new
+    sessions, the orphans). `wall_s` is the child's own lifetime: pipes still held by something it
+    started are not waited on. Never raises for anything the child does; an interrupt of the parent
+    kills the child and its processes before propagating.
     """
     import psutil
+    import selectors
 
     env = dict(os.environ if env is None else env)
     env["JPEGAI_WORKER_DATA_LIMIT"] = str(memory_limit_mib * MIB if rlimit_data else 0)
@@ -165,52 +268,96 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     limits = {"timeout_s": timeout_s, "memory_limit_mib": memory_limit_mib,
               "memory_enforced_by": (["RLIMIT_DATA"] if rlimit_data else []) + ["RSS watchdog"]}
+
+    def tail(line: str, cut: bool) -> None:
+        if cut or len(line) > STDERR_LINE_CHARS:
+            line = line[:STDERR_LINE_CHARS] + " […]"
+        stderr_tail.append(line)
+
+    def progress(line: str, cut: bool) -> None:
+        if not cut:
+            on_progress(line)
+
+    progress_r, progress_w = os.pipe()
+    env[PROGRESS_FD_ENV] = str(progress_w)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-                            env=env, cwd=cwd, start_new_session=True)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=env, cwd=cwd, start_new_session=True, pass_fds=(progress_w,))
+    except BaseException:
+        os.close(progress_r)
+        os.close(progress_w)
+        raise
+    os.close(progress_w)   # the child holds the only write end: EOF once it and its inheritors are gone
+    assert proc.stdout is not None
+    output_fd = proc.stdout.fileno()
+    streams = {output_fd: _Lines(tail, 4 * STDERR_LINE_CHARS), progress_r: _Lines(progress, PROGRESS_LINE_BYTES)}
+    sel = selectors.DefaultSelector()
+    for fd in streams:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
 
-    def read_stdout() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            on_stdout(line)
+    def pump(timeout: float) -> None:
+        """Read what the pipes hold, waiting up to `timeout` for the first data."""
+        for key, _ in sel.select(timeout):
+            try:
+                data = os.read(key.fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if data:
+                streams[key.fd].feed(data)
+            else:
+                sel.unregister(key.fd)
 
-    def read_stderr() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            line = line.rstrip("\n")
-            stderr_tail.append(line if len(line) <= STDERR_LINE_CHARS else line[:STDERR_LINE_CHARS] + " […]")
-
-    readers = [threading.Thread(target=read_stdout, daemon=True), threading.Thread(target=read_stderr, daemon=True)]
-    for t in readers:
-        t.start()
     timed_out = False
     exceeded = None
+    wall_s = None
     limit_bytes = memory_limit_mib * MIB
+    seen: set = set()
+    ps = None
     try:
-        ps = psutil.Process(proc.pid)
+        try:
+            ps = psutil.Process(proc.pid)
+        except psutil.NoSuchProcess:
+            pass
+        next_check = 0.0
         while proc.poll() is None:
-            if time.perf_counter() - t0 > timeout_s:
+            now = time.perf_counter()
+            if now - t0 > timeout_s:
                 timed_out = True
-                _kill_group(proc.pid)
                 break
-            rss = _tree_rss(ps)
-            if rss > limit_bytes:
-                exceeded = rss / MIB
-                _kill_group(proc.pid)
-                break
-            time.sleep(WATCHDOG_PERIOD_S)
+            if now >= next_check:   # once a period, however much the child writes (it is being timed)
+                next_check = now + WATCHDOG_PERIOD_S
+                below = _descendants(ps) if ps is not None else []
+                seen.update(below)
+                rss = _tree_rss(ps, below) if ps is not None else 0
+                if rss > limit_bytes:
+                    exceeded = rss / MIB
+                    break
+            pump(max(0.0, next_check - time.perf_counter()))
+        if proc.poll() is None:
+            _kill_tree(proc.pid, ps, seen)
         proc.wait()
-    except psutil.NoSuchProcess:
-        proc.wait()
+        wall_s = time.perf_counter() - t0
     finally:
-        # Also on KeyboardInterrupt; and anything the submission forked and left behind.
-        _kill_group(proc.pid)
+        # Also on KeyboardInterrupt: the group, and anything the submission started and left behind.
+        _kill_tree(proc.pid, ps, seen)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    for t in readers:
-        t.join(timeout=5)
-    return WorkerExit(returncode=proc.returncode, wall_s=time.perf_counter() - t0, timed_out=timed_out,
+        try:
+            deadline = time.perf_counter() + OUTPUT_DRAIN_S
+            while sel.get_map() and time.perf_counter() < deadline:
+                pump(max(0.0, deadline - time.perf_counter()))
+        finally:
+            sel.close()
+            for lines in streams.values():
+                lines.close()
+            os.close(progress_r)
+            proc.stdout.close()
+    return WorkerExit(returncode=proc.returncode, wall_s=wall_s, timed_out=timed_out,
                       memory_exceeded_mib=exceeded, stderr_tail="\n".join(stderr_tail), limits=limits)
 
 
@@ -268,21 +415,35 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+# The events a worker sends (profiler/worker.py `_emit`); the runner's own (rate, rate_done, resume) never
+# come from a worker.
+WORKER_EVENTS = ("start", "image", "resolutions", "cuda")
+
+
 def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
              progress: Progress = _no_progress, seed: int = 0) -> RateResult:
     """One rate point in a fresh worker process under the limits of `cond.worker`."""
     rate = next(r for r in sub.rates if r.index == rate_index)
     last_event: list[str] = []
 
-    def on_stdout(line: str) -> None:
+    def on_progress(line: str) -> None:
+        # Only the worker writes this pipe; still, an event is taken field by field, never passed on whole.
         try:
             event = json.loads(line)
-        except json.JSONDecodeError:
-            return  # the submission printed something: not ours
-        if isinstance(event, dict) and "event" in event:
-            kind = event.pop("event")
-            last_event.append(f"image {event['name']}" if kind == "image" and "name" in event else str(kind))
-            progress(kind, {"rate": rate.target_bpp, **event})
+        except ValueError:
+            return
+        if not isinstance(event, dict) or event.get("event") not in WORKER_EVENTS:
+            return
+        kind = event["event"]
+        info: dict = {"rate": rate.target_bpp}
+        if kind == "image":
+            if not isinstance(event.get("name"), str):
+                return
+            info.update(name=event["name"][:200], n=event.get("n") if isinstance(event.get("n"), int) else None)
+        elif kind == "start" and isinstance(event.get("images"), int):
+            info["images"] = event["images"]
+        last_event.append(f"image {info['name']}" if kind == "image" else kind)
+        progress(kind, info)
 
     with _sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="jpegai-worker-") as tmp:
         job_path = Path(tmp) / "job.json"
@@ -297,13 +458,15 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
                                                         env.get("PYTHONPATH", "")] if p)
         ex = run_limited("profiler.worker", [str(job_path), str(out_path)], timeout_s=cond.worker.timeout_s,
                          memory_limit_mib=cond.worker.memory_limit_mib, rlimit_data=use_rlimit_data(devices),
-                         env=env, cwd=tmp, on_stdout=on_stdout)
+                         env=env, cwd=tmp, on_progress=on_progress)
         worker_info = {"seed": seed, "limits": ex.limits, "returncode": ex.returncode}
         if out_path.is_file() and not ex.timed_out and ex.memory_exceeded_mib is None and ex.returncode == 0:
             result = RateResult.model_validate_json(out_path.read_text())
-            worker = result.worker.model_copy(update={k: v for k, v in worker_info.items() if v is not None})
+            # Validated, not copied in (a dict in a typed field warns on every later dump).
+            worker = WorkerInfo.model_validate({**result.worker.model_dump(mode="json"),
+                                                **{k: v for k, v in worker_info.items() if v is not None}})
             error = None if result.error is None else result.error.model_copy(update={"stderr_tail": ex.stderr_tail})
-            return result.model_copy(update={"worker": WorkerInfo.model_validate(worker.model_dump()), "error": error})
+            return result.model_copy(update={"worker": worker, "error": error})
     kind, reason = failure_reason(ex, last_event[-1] if last_event else None)
     return RateResult(index=rate.index, target_bpp=rate.target_bpp, status="failed",
                       error=ErrorRecord(kind=kind, stage=last_event[-1] if last_event else "worker start",

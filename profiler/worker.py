@@ -5,7 +5,8 @@ Usage (by the runner, not by people): `python -m profiler.worker JOB.json RESULT
 Per image, in order: one counted encode and decode (the dispatch-mode counter rides along; this run
 is also the first warm-up), the remaining warm-ups, then `repeats` timed encodes and `repeats` timed
 decodes. Only `encode()`/`decode()` are inside the timed region: never model loading, image reading or
-file writing. Progress goes to stdout as JSON lines; the result goes to RESULT.json.
+file writing. Progress goes to the runner's progress pipe as JSON lines (never stdout, which the
+submission shares); the result goes to RESULT.json.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from .counting.meta import count_resolutions
 from .environment import worker_environment
 from .errors import InputError, SubmissionError
 from .images import TestImage, load_images
-from .interop import choose_pair, compare_image, cuda_device_present, measure_interop, proxy_decoder
+from .interop import (choose_pair, compare_image, cuda_device_present, measure_interop, proxy_decoder,
+                      reconstruction_problem)
 from .params import count_model
 from .precision import check_codec_precision
 from .model.report import ErrorRecord, Picture, RateResult
@@ -42,8 +44,31 @@ from .quality import image_quality, psnr_rgb, to_uint8
 from .submission import load_entry, load_submission, with_weights
 
 
+# The runner's progress pipe (profiler/runner.py run_limited): opened in main() before the submission is
+# imported; its fd number leaves the environment and nothing the worker starts inherits it.
+_PROGRESS = None
+
+
+def _progress_channel():
+    value = os.environ.pop("JPEGAI_PROGRESS_FD", "")
+    try:
+        fd = int(value)
+        os.set_inheritable(fd, False)
+        return os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+    except (ValueError, OSError):
+        return None
+
+
 def _emit(**event: Any) -> None:
-    print(json.dumps(event), flush=True)
+    """One progress event to the runner (nothing when run without one). Never on stdout: that is the
+    submission's too, and only captured."""
+    if _PROGRESS is None:
+        return
+    try:
+        _PROGRESS.write(json.dumps(event) + "\n")
+        _PROGRESS.flush()
+    except (OSError, ValueError):
+        pass
 
 
 class SubmissionOutOfMemory(SubmissionError, torch.OutOfMemoryError):
@@ -61,7 +86,17 @@ def _call(stage: str, fn, *args):
         raise
     except Exception as exc:
         cls = SubmissionOutOfMemory if memory.is_cuda_oom(exc) else SubmissionError
-        raise cls(stage, f"{type(exc).__name__}: {exc}", traceback.format_exc()) from None
+        raise cls(stage, _exception_text(exc), traceback.format_exc()) from None
+
+
+def _exception_text(exc: BaseException) -> str:
+    """`Type: message` of the submission's exception, as written (markup is escaped by each renderer);
+    an exception whose str() itself raises still gives one line."""
+    try:
+        text = str(exc)
+    except Exception as inner:
+        text = f"<str() of the exception raised {type(inner).__name__}>"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _check_bitstream(bits: Any) -> bytes:
@@ -73,9 +108,12 @@ def _check_bitstream(bits: Any) -> bytes:
 
 
 def _check_decoded(x_hat: Any, x: torch.Tensor) -> torch.Tensor:
-    if not isinstance(x_hat, torch.Tensor) or tuple(x_hat.shape) != tuple(x.shape):
-        shape = tuple(x_hat.shape) if isinstance(x_hat, torch.Tensor) else type(x_hat).__name__
-        raise SubmissionError("decode", f"decode() must return a tensor of shape {tuple(x.shape)}, got {shape}")
+    """The decoded picture, refused (the submission's error, stage decode) unless it is a floating-point
+    tensor of the input's shape on the input's device with every value finite (interop.reconstruction_problem):
+    a NaN picture would otherwise score as black, a uint8 one be clamped as floats."""
+    problem = reconstruction_problem(x_hat, tuple(x.shape), x.device)
+    if problem:
+        raise SubmissionError("decode", problem)
     return x_hat
 
 
@@ -105,7 +143,7 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
         quality = image_quality(x, x_hat)
         decoded_sha256 = _sha256(to_uint8(x_hat).cpu().numpy().tobytes())
         if interop_proxy:
-            interop_entry = compare_image(img, x, bits, x_hat, proxy_decoder(codec))
+            interop_entry = compare_image(img, x, bits, x_hat, proxy_decoder(codec), "cpu")
         del x_hat   # not held during the memory peaks below
 
         for _ in range(max(0, cond.timing.warmup - 1)):
@@ -540,6 +578,8 @@ def assemble(got: dict, pictures: list[dict], missing: dict[str, tuple[str, str]
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    global _PROGRESS
+    _PROGRESS = _progress_channel()
     job_path, out_path = Path(argv[0]), Path(argv[1])
     job = json.loads(job_path.read_text())
     t0 = time.perf_counter()

@@ -184,3 +184,97 @@ def test_codec_that_overallocates(tmp_path):
     err = _check_one_failed(proc, report, "memory")
     assert "3072 MiB" in err["message"] and "can't allocate memory" in err["message"]
     assert report["rates"][1]["worker"]["limits"]["memory_limit_mib"] == 3072
+
+
+# -- every process the worker started is gone when it ends; pipes it left open are not waited on (#18, 9) --
+
+def _gone(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+SPAWN = """
+    import os, subprocess, sys, time
+    # A daemon in a new session (out of the worker's process group), holding no pipe of ours:
+    daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # One that keeps the worker's stdout/stderr open, also in a new session:
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    # A double fork: the grandchild is orphaned at once (re-parented to the worker, a subreaper).
+    mid = subprocess.Popen([sys.executable, "-c",
+        "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+        " start_new_session=True, stdout=subprocess.DEVNULL); print(p.pid)"], stdout=subprocess.PIPE, text=True)
+    orphan = int(mid.communicate()[0])
+    open({pidfile!r}, "w").write(f"{{daemon.pid}} {{holder.pid}} {{orphan}}")
+    print("spawned", file=sys.stderr, flush=True)
+    time.sleep(0.3)
+    {end}
+"""
+
+
+@pytest.mark.parametrize("end", ["sys.exit(0)", "os._exit(0)", "time.sleep(60)"], ids=["exits", "os_exit", "hangs"])
+def test_processes_the_worker_started_are_gone_and_not_waited_for(tmp_path, end):
+    pidfile = tmp_path / "pids"
+    ex = _run(tmp_path, SPAWN.format(pidfile=str(pidfile), end=end), timeout_s=3)
+    pids = [int(p) for p in pidfile.read_text().split()]
+    assert len(pids) == 3
+    assert all(_gone(pid) for pid in pids), [(pid, _gone(pid)) for pid in pids]
+    assert "spawned" in ex.stderr_tail
+    # The worker's own lifetime, not its children's (60 s) nor a wait on the pipe the holder kept open.
+    if end == "time.sleep(60)":
+        assert ex.timed_out and 3 <= ex.wall_s < 8
+    else:
+        assert ex.returncode == 0 and not ex.timed_out and ex.wall_s < 8
+
+
+# -- progress travels on its own pipe, never on the worker's stdout (#18, item 10) ------------------------
+
+def test_progress_comes_only_from_the_progress_pipe(tmp_path):
+    got = []
+    ex = run_limited(_script(tmp_path, """
+        import json, os, subprocess, sys
+        fd = int(os.environ["JPEGAI_PROGRESS_FD"])
+        channel = os.fdopen(fd, "w", buffering=1)
+        # What a codec prints on stdout is only captured, like its stderr:
+        print(json.dumps({"event": "image", "rate": "x"}), flush=True)
+        print(json.dumps({"event": "resume", "message": "rate 1 bpp failed"}), flush=True)
+        channel.write(json.dumps({"event": "image", "name": "real", "n": 0}) + "\\n")
+        # The pipe is not inherited by what the worker executes (the launcher made it non-inheritable):
+        r = subprocess.run([sys.executable, "-c", f"import os; os.fstat({fd})"], close_fds=False,
+                           capture_output=True, text=True)
+        print("child sees the pipe" if r.returncode == 0 else "child has no pipe", file=sys.stderr)
+        print("x" * 100000)   # a long stdout line: cut in the tail
+    """), [], timeout_s=30, memory_limit_mib=4096, rlimit_data=True, cwd=tmp_path, on_progress=got.append)
+    assert ex.returncode == 0, ex.stderr_tail
+    assert [json.loads(line) for line in got] == [{"event": "image", "name": "real", "n": 0}]
+    lines = ex.stderr_tail.splitlines()
+    assert lines[:2] == ['{"event": "image", "rate": "x"}', '{"event": "resume", "message": "rate 1 bpp failed"}']
+    assert "child has no pipe" in lines
+    assert lines[-1] == "x" * 2000 + " […]"
+
+
+def test_a_forged_event_on_the_progress_pipe_is_taken_field_by_field(tmp_path, tiny_dir, monkeypatch):
+    """Even on the progress pipe, only the worker's event kinds pass, with the runner's rate."""
+    import profiler.runner as runner
+    from profiler.conditions import TestConditions
+    from profiler.submission import load_submission
+
+    lines = ['{"event": "image", "rate": "x"}', '{"event": "image", "name": "kodim01", "rate": "x", "n": "?"}',
+             '{"event": "resume", "message": "fake"}', '{"event": "rate_done", "status": "failed"}',
+             '[1, 2]', 'not json', '{"event": "start", "images": "many"}']
+
+    def fake_run_limited(*args, on_progress, **kwargs):
+        for line in lines:
+            on_progress(line)
+        return runner.WorkerExit(returncode=1, wall_s=0.1, limits={"timeout_s": 1, "memory_limit_mib": 1})
+
+    monkeypatch.setattr(runner, "run_limited", fake_run_limited)
+    seen = []
+    sub = load_submission(tiny_dir)
+    result = runner.run_rate(sub, sub.rates[0].index, TestConditions(), ["cpu"], lambda k, i: seen.append((k, i)))
+    assert seen == [("image", {"rate": 0.5, "name": "kodim01", "n": None}), ("start", {"rate": 0.5})]
+    assert result.status == "failed" and result.error.stage == "start"

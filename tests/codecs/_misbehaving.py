@@ -1,4 +1,4 @@
-"""Shared by the misbehaving fixture codecs (raises/, aborts/, hangs/, overallocates/).
+"""Shared by the misbehaving fixture codecs (raises/, aborts/, hangs/, overallocates/, bad_output/).
 
 Each fixture is a two-rate-point submission built on the tiny codec; at the rate point whose options
 say `misbehave = true`, the method named by `where` does the fixture's bad thing. The fixture's own
@@ -32,4 +32,19 @@ def build_misbehaving(rate, device, bad_thing):
             return good_encode(image)
 
         codec.encode = encode
+    return codec
+
+
+def build_bad_decoder(rate, device, bad_output):
+    """The tiny codec; at a rate point with `misbehave = "<name>"`, `decode` returns
+    `bad_output(name, good_picture)` instead of its good picture (bad_output/, chatty/)."""
+    codec = tiny.build(rate, device)
+    what = rate.options.get("misbehave")
+    if what:
+        good_decode = codec.decode
+
+        def decode(bits):
+            return bad_output(what, good_decode(bits))
+
+        codec.decode = decode
     return codec

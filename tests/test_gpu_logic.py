@@ -472,9 +472,9 @@ def test_rlimit_data_is_a_soft_limit_the_worker_lifts(tmp_path):
         from profiler.worker import _lift_data_limit
         print("lifted", _lift_data_limit(), *resource.getrlimit(resource.RLIMIT_DATA), flush=True)
         """))
-    lines = []
-    ex = runner.run_limited(str(script), [], timeout_s=120, memory_limit_mib=4096, rlimit_data=True,
-                            on_stdout=lines.append)
+    ex = runner.run_limited(str(script), [], timeout_s=120, memory_limit_mib=4096, rlimit_data=True)
+    # The worker's own stdout is kept in its output tail (progress travels on another pipe).
+    lines = [line for line in ex.stderr_tail.splitlines() if line.startswith(("before", "lifted"))]
     hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
     assert lines[0].split() == ["before", str(4096 * MIB), str(hard)]
     assert ex.returncode == 0, ex.stderr_tail

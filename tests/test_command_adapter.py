@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -115,3 +117,42 @@ def test_refnet_as_programs_equals_refnet_in_process():
     assert enc["macs"] == enc_ref.macs > 0 and dec["macs"] == dec_ref.macs > 0
     assert enc["complete"] and dec["complete"], (enc["uncounted"], dec["uncounted"])
     assert torch.equal(x_prog, x_ref.clamp(0, 1).mul(255).round().div(255))
+
+
+needs_cjpeg = pytest.mark.skipif(shutil.which("cjpeg") is None or shutil.which("djpeg") is None,
+                                 reason="libjpeg-turbo-progs not installed (the README's set-up installs it)")
+
+
+@needs_cjpeg
+def test_jpeg_anchor_meets_the_rate_and_is_not_counted():
+    from profiler.images import builtin_image
+    from profiler.quality import psnr_rgb
+    from profiler.submission import load_submission
+
+    sub = load_submission(ROOT / "submissions" / "jpeg")
+    x = builtin_image("chelsea").tensor()[..., :128, :192]
+    codec = build(sub.rate(0.5), "cpu")
+    bits, count = codec.count_encode(x)
+    assert count is None and "sh is not a Python interpreter" in codec.macs_not_counted["encode"]
+    assert bits[:2] == b"\xff\xd8"                                       # a JPEG file
+    assert 0.4 < 8 * len(bits) / (192 * 128) <= 0.5                      # the quality search meets the target
+    x_hat = codec.decode(bits)
+    assert x_hat.shape == x.shape and 24 < psnr_rgb(x, x_hat) < 40
+
+
+@needs_cjpeg
+@pytest.mark.slow
+def test_a_program_codecs_report_keeps_whole_process_figures_apart(tmp_path):
+    from profiler.cli import main
+
+    rc = main([str(ROOT / "submissions" / "jpeg"), "--quick", "--device", "cpu", "--out", str(tmp_path)])
+    assert rc == 0
+    rep = json.loads((tmp_path / "report.json").read_text())
+    (r,) = rep["rates"]
+    (p,) = r["images"]
+    assert set(p["process"]) == {"encode", "decode"} and p["process"]["decode"]["peak_rss_mib"] > 0
+    assert p["process"]["encode"]["timing"]["median_s"] > 0
+    assert "cpu" not in p["timing"] and "cpu" not in p["memory"]         # never in the in-process columns
+    assert r["params"] is None and r["not_measured"]["params"]["code"] == "not-available"
+    assert r["not_measured"]["macs_decode"]["code"] == "not-available"
+    assert not p["counts"]["decoder"]["complete"] and p["bpp"] <= 0.25

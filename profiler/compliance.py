@@ -212,8 +212,14 @@ def check_runtime(report: Report, cond: TestConditions, rule: dict) -> Finding:
     if not ok:
         return _no_rates()
     missing, reasons, absent, enc, dec = [], set(), [], [], []
+    whole = []
     for r in ok:
         e, d = derive.median_time(r, device, "encode"), derive.median_time(r, device, "decode")
+        if (e is None or d is None) and device == "cpu":
+            # a program codec: its commands timed as whole processes (their own figure, labelled as such)
+            e, d = derive.median_process_time(r, "encode"), derive.median_process_time(r, "decode")
+            if e is not None and d is not None:
+                whole.append(r.target_bpp)
         if e is None or d is None:
             missing.append(r.target_bpp)
             nm = r.not_measured.get("gpu" if device == "cuda" else device)
@@ -225,6 +231,8 @@ def check_runtime(report: Report, cond: TestConditions, rule: dict) -> Finding:
     limit = f"encode and decode time on {device} for every rate point"
     measured = (f"encode {min(enc):.4g}–{max(enc):.4g} s, decode {min(dec):.4g}–{max(dec):.4g} s "
                 f"(median per image) over {len(enc)} rate point(s)") if enc else ""
+    if whole:
+        measured += " (whole-process times of the programs at " + ", ".join(f"{t:g}" for t in whole) + " bpp)"
     if missing:
         # Missing because the machine has no such device: not measured. Otherwise the run failed to time it.
         if all(absent):
@@ -396,6 +404,131 @@ def check_interop_bdrate(report: Report, cond: TestConditions, rule: dict) -> Fi
     return Finding(True, measured, limit, details=details)
 
 
+# -- a delivery (`jpegai-profile verify`) ------------------------------------------------------------------
+
+# Checks about a delivery: applied only to a verification report (report.verification), skipped otherwise.
+VERIFY_CHECKS = ("bitstreams_complete", "decoded_match", "encoder_match", "model_match")
+
+
+def _items(report: Report):
+    return [i for r in report.rates for i in r.verification]
+
+
+def _no_delivery() -> Finding:
+    return Finding(None, reason="not a verification run (no delivery)")
+
+
+@check("bitstreams_complete")
+def check_bitstreams_complete(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """A readable bitstream for every mandatory target rate × original; no unknown rate folder, no stray file."""
+    v = report.verification
+    if v is None:
+        return _no_delivery()
+    targets = [float(t) for t in rule.get("rates", cond.target_rates)]
+    items = _items(report)
+    limit = f"a bitstream for each of {len(v.originals_names)} original(s) × " + ", ".join(f"{t:g}" for t in targets) + " bpp"
+    missing = []
+    for t in targets:
+        for name in v.originals_names:
+            it = next((i for i in items if derive.same_rate(i.target_bpp, t) and i.original == name), None)
+            if it is None:
+                missing.append(f"{t:g}/{name}.bin (no rate folder)" if not any(
+                    derive.same_rate(i.target_bpp, t) for i in items) else f"{t:g}/{name}.bin")
+            elif not it.bitstream_present or (it.bytes == 0):
+                missing.append(it.problems[0] if it.problems else f"{it.bitstream}")
+    failed_rates = [f"{r.target_bpp:g} bpp ({r.error.message if r.error else 'failed'})"
+                    for r in report.rates if not r.ok]
+    stray = [f"{p.file}: {p.message}" for p in v.problems]
+    present = sum(1 for i in items if i.bitstream_present)
+    measured = f"{present} bitstream(s) found"
+    if missing or stray or failed_rates:
+        parts = ([f"missing {len(missing)}: {_join(missing, 3)}"] if missing else []) + \
+                ([f"{len(stray)} problem(s): {_join(stray, 2)}"] if stray else []) + \
+                ([f"rate points failed: {_join(failed_rates, 2)}"] if failed_rates else [])
+        return Finding(False, measured + "; " + "; ".join(parts), limit,
+                       "deliver BITSTREAMS/<target>/<stem>.bin for every mandatory rate and original, nothing else",
+                       details={"missing": missing, "problems": stray})
+    return Finding(True, measured, limit)
+
+
+@check("decoded_match")
+def check_decoded_match(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """Each submitted bitstream decodes (the submission's decoder, CPU) to the submitted decoded picture
+    within `limit` 8-bit code values (default 0: bit-exact)."""
+    if report.verification is None:
+        return _no_delivery()
+    tol = int(rule.get("limit", 0))
+    limit = "bit-exact" if tol == 0 else f"|decoded − submitted| ≤ {tol} code value(s)"
+    items = [i for i in _items(report) if i.bitstream_present]
+    if not items:
+        return Finding(None, limit=limit, reason="no bitstream was delivered")
+    bad, worst = [], None
+    for i in items:
+        where = f"{i.original} at {i.target_bpp:g} bpp"
+        if i.decoded_max_abs_diff is None:
+            bad.append(f"{where}: {i.problems[0] if i.problems else 'not compared'}")
+            continue
+        if worst is None or i.decoded_max_abs_diff > worst[0]:
+            worst = (i.decoded_max_abs_diff, where, i.decoded_psnr_db)
+        if i.decoded_max_abs_diff > tol:
+            bad.append(f"{where}: largest difference {i.decoded_max_abs_diff} code values, "
+                       f"PSNR {i.decoded_psnr_db:.2f} dB ({i.decoded})")
+    measured = f"{len(items)} bitstream(s)"
+    if worst is not None:
+        measured += f"; largest difference {worst[0]} ({worst[1]})"
+    if bad:
+        return Finding(False, measured + f"; {len(bad)} do not match: {_join(bad, 2)}", limit,
+                       "deliver the pictures the delivered decoder makes of the delivered bitstreams "
+                       "(8-bit RGB, clamp(0,1)·255 rounded half to even)", details={"mismatch": bad})
+    return Finding(True, measured, limit)
+
+
+@check("encoder_match")
+def check_encoder_match(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """Re-encoding each original gives the submitted bytes; for an encoder declared non-deterministic
+    (`submission.encoder_deterministic = false`), a size within `limit` (relative, default 0.01)."""
+    if report.verification is None:
+        return _no_delivery()
+    deterministic = report.submission.encoder_deterministic
+    tol = float(rule.get("limit", 0.01))
+    limit = "identical bytes" if deterministic else f"size within {tol * 100:g} % (encoder declared non-deterministic)"
+    items = [i for i in _items(report) if i.bitstream_present]
+    if not items:
+        return Finding(None, limit=limit, reason="no bitstream was delivered")
+    bad = []
+    for i in items:
+        where = f"{i.original} at {i.target_bpp:g} bpp"
+        if i.reencoded_bytes is None:
+            bad.append(f"{where}: not re-encoded ({i.problems[0] if i.problems else 'failed'})")
+        elif deterministic and not i.encoder_identical:
+            bad.append(f"{where}: re-encoded {i.reencoded_bytes} bytes differ from the submitted {i.bytes}")
+        elif not deterministic and abs(i.reencoded_bytes - i.bytes) > tol * i.bytes:
+            bad.append(f"{where}: re-encoded {i.reencoded_bytes} bytes, submitted {i.bytes}")
+    measured = f"{len(items) - len(bad)} of {len(items)} re-encoded bitstream(s) match"
+    if bad:
+        return Finding(False, measured + f": {_join(bad, 2)}", limit,
+                       "deliver the bitstreams the delivered encoder makes, or declare "
+                       "submission.encoder_deterministic = false", details={"mismatch": bad})
+    return Finding(True, measured, limit)
+
+
+@check("model_match")
+def check_model_match(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """The submission's files hash as listed by --model-sha256 (binds the run to the earlier delivery)."""
+    v = report.verification
+    if v is None:
+        return _no_delivery()
+    limit = "every file as listed, none unlisted"
+    if v.model is None:
+        return Finding(None, limit=limit, reason="no --model-sha256 listing given")
+    measured = f"{v.model.listed} file(s) listed in {v.model.file}"
+    if not v.model.matched:
+        return Finding(False, measured + f"; {len(v.model.problems)} differ: {_join(v.model.problems, 3)}", limit,
+                       "verify the model that was delivered (the files changed since the listing)",
+                       details={"problems": list(v.model.problems)})
+    return Finding(True, measured, limit)
+
+
 # -- the engine ------------------------------------------------------------------------------------------
 
 def rules_of(cond: TestConditions) -> tuple[tuple[dict, ...], str]:
@@ -431,6 +564,8 @@ def assess(report: Report, cond: TestConditions) -> Verdict:
     validate_rules(rules, source)
     results = []
     for rule in rules:
+        if rule["check"] in VERIFY_CHECKS and report.verification is None:
+            continue   # a delivery's rules: only for `verify`
         level = rule.get("level", "mandatory")
         f = CHECKS[rule["check"]](report, cond, rule)
         status = _status(level, f.met)

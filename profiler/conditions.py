@@ -97,8 +97,9 @@ TABLES = {
 # `[[rules]]` entry is refused when the conditions are loaded, before anything is measured, without this
 # module importing the engine (imports point downward: compliance imports conditions, not the reverse).
 # tests/test_bad_input_upfront.py fails when this list and the engine's registry disagree.
-KNOWN_CHECKS = ("decoder_kmac_reported", "interop_bdrate", "interop_decode", "params_reported",
-                "precision_declared", "precision_weights", "rate_overshoot", "rate_points", "runtime")
+KNOWN_CHECKS = ("bitstreams_complete", "decoded_match", "decoder_kmac_reported", "encoder_match", "interop_bdrate",
+                "interop_decode", "model_match", "params_reported", "precision_declared", "precision_weights",
+                "rate_overshoot", "rate_points", "runtime")
 RULE_LEVELS = ("mandatory", "recommended")
 # Keys a rule may hold: the engine's own (id, check, level, description) and the checks' parameters.
 RULE_FIELDS = {"id", "check", "level", "limit", "description", "device", "rates", "metrics"}

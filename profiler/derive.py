@@ -82,6 +82,15 @@ def median_time(r: RateResult, device: str, part: str) -> float | None:
     return _median(vals)
 
 
+def median_process_time(r: RateResult, part: str) -> float | None:
+    """A program codec's whole-process time (median over pictures of each picture's median); None unless
+    every picture has one. Its own figure: never mixed with or ranked against `median_time`."""
+    vals = [p.process[part].timing.median_s for p in r.images if part in p.process]
+    if not vals or len(vals) != len(r.images):
+        return None
+    return _median(vals)
+
+
 def peak_memory(r: RateResult, device: str, part: str, key: str) -> float | None:
     """The largest peak over the rate point's pictures (a model's memory need is its worst picture's)."""
     vals = [getattr(p.memory[device][part], key) for p in r.images if part in p.memory.get(device, {})]

@@ -421,8 +421,11 @@ WORKER_EVENTS = ("start", "image", "resolutions", "cuda")
 
 
 def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
-             progress: Progress = _no_progress, seed: int = 0) -> RateResult:
-    """One rate point in a fresh worker process under the limits of `cond.worker`."""
+             progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None) -> RateResult:
+    """One rate point in a fresh worker process under the limits of `cond.worker`.
+
+    `job_extra` is added to the worker's job: `delivery` (verify: the rate's bitstream and decoded-picture
+    folders) or `write_bitstreams` (a folder to write the delivery layout into)."""
     rate = next(r for r in sub.rates if r.index == rate_index)
     last_event: list[str] = []
 
@@ -449,7 +452,8 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
         job_path = Path(tmp) / "job.json"
         out_path = Path(tmp) / "result.json"
         job_path.write_text(json.dumps({"submission": str(sub.directory), "rate_index": rate_index,
-                                        "conditions": cond.to_dict(), "devices": devices, "seed": seed}))
+                                        "conditions": cond.to_dict(), "devices": devices, "seed": seed,
+                                        **(job_extra or {})}))
         env = dict(os.environ)
         # The worker sets torch's intra-op threads itself; keep OpenMP/MKL from starting more.
         env.setdefault("OMP_NUM_THREADS", str(cond.timing.threads))
@@ -549,7 +553,7 @@ def _with_rates(report: Report, rates: list[RateResult], **run) -> Report:
 
 def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: list[int], devices: list[str],
             progress: Progress = _no_progress, options: dict | None = None, resume: bool = False,
-            seed: int = 0) -> Report:
+            seed: int = 0, job_extra: dict[int, dict] | None = None, verification: dict | None = None) -> Report:
     """Profile the given rate points; the report is rewritten at `out_dir/report.json` before the first
     and after each, atomically, so it is valid whenever the profile is killed.
 
@@ -557,6 +561,10 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
     `resumable`); a `resume` progress event carries the one-line notice.
     """
     report = new_report(sub, cond, {**(options or {}), "devices": devices})
+    if verification is not None:     # verify: the delivery's own section, in the report from the start
+        from .model.report import Verification
+
+        report = report.model_copy(update={"verification": Verification.model_validate(verification)})
     path = out_dir / "report.json"
     done: dict[int, RateResult] = {}
     if resume:
@@ -575,7 +583,7 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
             progress("rate_done", {"rate": rate.target_bpp, "status": "ok", "resumed": True})
             continue
         progress("rate", {"rate": rate.target_bpp})
-        result = run_rate(sub, idx, cond, devices, progress, seed=seed)
+        result = run_rate(sub, idx, cond, devices, progress, seed=seed, job_extra=(job_extra or {}).get(idx))
         rates.append(result)
         report = _with_rates(report, rates)
         write_report(report, path)

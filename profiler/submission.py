@@ -37,7 +37,7 @@ SUITE_ENTRY_PREFIX = "profiler.adapters."
 # Fields a manifest may hold. Anything else is refused: a typo ("verison", "[[rate]]") would otherwise be
 # silently ignored. Extend these sets when the format grows.
 MANIFEST_TABLES = {"submission", "precision", "rates"}
-SUBMISSION_FIELDS = {"proponent", "codec", "version", "entry"}
+SUBMISSION_FIELDS = {"proponent", "codec", "version", "entry", "encoder_deterministic"}
 NAME_MAX_CHARS = 120
 
 
@@ -71,6 +71,8 @@ class RatePoint:
     # The weights file loaded by the suite (safetensors, or torch.load(weights_only=True)); None when
     # the manifest names no weights. Submissions should use this rather than open the file themselves.
     state_dict: dict | None = None
+    # The submission directory (absolute): where a program codec's commands run (adapters/command.py).
+    directory: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class Submission:
     entry: str                          # "module:callable"
     precision: dict[str, str]           # part → declared precision, as written
     rates: tuple[RatePoint, ...]
+    # False when the proponent declares its encoder non-deterministic: `verify` then compares the sizes of
+    # re-encoded bitstreams with the submitted ones instead of their bytes.
+    encoder_deterministic: bool = True
 
     @property
     def entry_module(self) -> str:
@@ -106,6 +111,7 @@ class Submission:
             "version": self.version,
             "entry": self.entry,
             "precision": dict(self.precision),
+            "encoder_deterministic": self.encoder_deterministic,
             "rates": [{"index": r.index, "target_bpp": r.target_bpp,
                        "weights": str(r.weights.relative_to(self.directory)) if r.weights else None,
                        "options": r.options} for r in self.rates],
@@ -145,6 +151,7 @@ def load_submission(directory: Path | str, check_weights: bool = True) -> Submis
     version = free_text(get(sub, "version", str, manifest, "submission.version", ""), manifest, "submission.version",
                         allow_empty=True)
     entry = get(sub, "entry", str, manifest, "submission.entry")
+    deterministic = get(sub, "encoder_deterministic", bool, manifest, "submission.encoder_deterministic", True)
     if not ENTRY_RE.match(entry):
         raise InputError(manifest, "submission.entry", f"expected 'module:callable', got {entry!r}")
 
@@ -183,10 +190,11 @@ def load_submission(directory: Path | str, check_weights: bool = True) -> Submis
                                  f"expected a .safetensors, .pt or .pth file, got {rel!r}")
         options = get(r, "options", dict, manifest, f"{where}.options", {})
         _refuse_unknown(r, RATE_FIELDS, manifest, f"{where}.")
-        rates.append(RatePoint(index=i, target_bpp=float(target), weights=weights, options=dict(options)))
+        rates.append(RatePoint(index=i, target_bpp=float(target), weights=weights, options=dict(options),
+                             directory=directory))
 
     sub_obj = Submission(directory=directory, manifest=manifest, proponent=proponent, codec=codec,
-                         version=version, entry=entry, precision=precision,
+                         version=version, entry=entry, precision=precision, encoder_deterministic=deterministic,
                          rates=tuple(sorted(rates, key=lambda x: x.target_bpp)))
     _check_entry_exists(sub_obj)
     if check_weights:

@@ -121,27 +121,62 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _counted(codec, part: str, arg):
+    """One counted encode or decode: (output, the count as a PartCount dict).
+
+    A program codec (adapters/command.py) counts in its own process (`count_encode`/`count_decode`, the
+    injected counter); where it cannot, the count is empty, incomplete and says why."""
+    root = "encoder" if part == "encode" else "decoder"
+    own = getattr(codec, f"count_{part}", None)
+    if own is not None:
+        out, count = _call(part, own, arg)
+        if count is None:
+            why = (getattr(codec, "macs_not_counted", None) or {}).get(part) or "the program was not counted"
+            count = {"macs": 0, "complete": False, "unseen": [why]}
+        return out, count
+    out, c = count_call(lambda: _call(part, getattr(codec, part), arg), roots={root: getattr(codec, root)},
+                        root_name=root)
+    return out, c.to_dict()
+
+
+def _process_runs(codec, fn, reps: int) -> dict:
+    """A program codec's `reps` calls timed as whole processes (the codec's own wait4 figures)."""
+    start = len(codec.runs)
+    for _ in range(reps):
+        fn()
+    runs = codec.runs[start:]
+    rss = [r["maxrss_mib"] for r in runs if r.get("maxrss_mib") is not None]
+    return {"stats": timing.summarize([r["wall_s"] for r in runs]), "peak_rss_mib": max(rss) if rss else None}
+
+
 def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: float | None = None,
-                   interop_proxy: bool = False) -> tuple[dict, dict | None]:
+                   interop_proxy: bool = False, submitted: bytes | None = None) -> tuple[dict, dict | None, dict]:
     """Count, warm up, then time and take the memory peaks of encode and decode on one image (CPU).
 
-    Returns (the picture's `Picture` entry as a dict, its interoperability entry or None).
+    Returns (the picture's `Picture` entry as a dict, its interoperability entry or None, extras: the
+    codec's own bitstream `own_bits` and its 8-bit reconstruction `decoded_u8`).
     `baseline_mib` is the worker's RSS once the model was loaded: CPU peaks are given above it too.
     With `interop_proxy`, the counted run's bitstream is also decoded on the interoperability proxy
     (profiler/interop.py): the counted run is device A's run, not repeated.
+    With `submitted` (verify: a delivered bitstream), the decoder's figures are of that bitstream; the
+    encoder's are of the original re-encoded.
+    A program codec's calls are timed as whole processes into `process`, not into the in-process columns.
     """
     x = img.tensor("cpu")
     interop_entry = None
+    program = bool(getattr(codec, "runs_as_program", False))
     with torch.no_grad():
-        bits, enc_count = count_call(lambda: _call("encode", codec.encode, x),
-                                     roots={"encoder": codec.encoder}, root_name="encoder")
-        bits = _check_bitstream(bits)
-        x_hat, dec_count = count_call(lambda: _call("decode", codec.decode, bits),
-                                      roots={"decoder": codec.decoder}, root_name="decoder")
+        own_bits, enc_count = _counted(codec, "encode", x)
+        own_bits = _check_bitstream(own_bits)
+        bits = own_bits if submitted is None else submitted
+        if program:
+            codec.size_hint = (img.width, img.height)
+        x_hat, dec_count = _counted(codec, "decode", bits)
         x_hat = _check_decoded(x_hat, x)
         psnr = psnr_rgb(x, x_hat)
         quality = image_quality(x, x_hat)
-        decoded_sha256 = _sha256(to_uint8(x_hat).cpu().numpy().tobytes())
+        decoded_u8 = to_uint8(x_hat).cpu()
+        decoded_sha256 = _sha256(decoded_u8.numpy().tobytes())
         if interop_proxy:
             interop_entry = compare_image(img, x, bits, x_hat, proxy_decoder(codec), "cpu")
         del x_hat   # not held during the memory peaks below
@@ -150,24 +185,33 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
             _call("encode", codec.encode, x)
             _call("decode", codec.decode, bits)
         reps = cond.timing.repeats
-        # Only the call is inside the timed region; each part's peak RSS is reset just before its runs.
-        with memory.CpuPeak(baseline_mib) as enc_mem:
-            enc_times = timing.time_cpu(lambda: _call("encode", codec.encode, x), reps)[0]
-        with memory.CpuPeak(baseline_mib) as dec_mem:
-            dec_times = timing.time_cpu(lambda: _call("decode", codec.decode, bits), reps)[0]
+        w, h = img.width, img.height
+        extra: dict = {}
+        if program:
+            counted = {r["part"]: r["wall_s"] for r in codec.runs if r.get("counted")}
+            enc = _process_runs(codec, lambda: _call("encode", codec.encode, x), reps)
+            dec = _process_runs(codec, lambda: _call("decode", codec.decode, bits), reps)
+            extra["process"] = {part: {"timing": r["stats"].to_dict(w, h), "peak_rss_mib": r["peak_rss_mib"],
+                                       "counted_wall_s": counted.get(part)}
+                                for part, r in (("encode", enc), ("decode", dec))}
+        else:
+            # Only the call is inside the timed region; each part's peak RSS is reset just before its runs.
+            with memory.CpuPeak(baseline_mib) as enc_mem:
+                enc_times = timing.time_cpu(lambda: _call("encode", codec.encode, x), reps)[0]
+            with memory.CpuPeak(baseline_mib) as dec_mem:
+                dec_times = timing.time_cpu(lambda: _call("decode", codec.decode, bits), reps)[0]
+            extra["timing"] = {"cpu": {"encode": timing.summarize(enc_times).to_dict(w, h),
+                                       "decode": timing.summarize(dec_times).to_dict(w, h)}}
+            extra["memory"] = {"cpu": {"encode": enc_mem.result.to_dict(), "decode": dec_mem.result.to_dict()}}
 
-    w, h = img.width, img.height
     picture = dict(
         name=img.name, width=img.width, height=img.height, bytes=len(bits),
         bpp=8.0 * len(bits) / (img.width * img.height), psnr_rgb=psnr,
         bitstream_sha256=_sha256(bits), decoded_sha256=decoded_sha256,
-        counts={"encoder": enc_count.to_dict(), "decoder": dec_count.to_dict()},
-        timing={"cpu": {"encode": timing.summarize(enc_times).to_dict(w, h),
-                        "decode": timing.summarize(dec_times).to_dict(w, h)}},
-        memory={"cpu": {"encode": enc_mem.result.to_dict(), "decode": dec_mem.result.to_dict()}},
-        quality=quality,
+        counts={"encoder": enc_count, "decoder": dec_count},
+        quality=quality, **extra,
     )
-    return picture, interop_entry
+    return picture, interop_entry, {"own_bits": own_bits, "decoded_u8": decoded_u8}
 
 
 def cuda_instance_problem(cpu_codec, cuda_codec, device_type: str = "cuda") -> str | None:
@@ -444,6 +488,68 @@ def _not_measured(pairs: dict[str, tuple[str, str]]) -> dict[str, dict]:
     return {k: {"code": code, "reason": reason} for k, (code, reason) in pairs.items()}
 
 
+def _delivery_item(delivery: dict, img: TestImage, target_bpp: float) -> tuple[dict, bytes | None]:
+    """The verification item of one original at this rate, and the submitted bitstream (None when it is
+    missing or unreadable: the item says so, naming the file)."""
+    folder = Path(delivery["bitstreams"])
+    path = folder / f"{img.name}.bin"
+    item = {"original": img.name, "target_bpp": target_bpp, "bitstream": str(path), "problems": []}
+    if not path.is_file():
+        item["problems"].append(f"{path}: missing bitstream")
+        return item, None
+    try:
+        bits = path.read_bytes()
+    except OSError as exc:
+        item["problems"].append(f"{path}: cannot be read ({exc})")
+        return item, None
+    item.update(bitstream_present=True, bytes=len(bits), bpp=8.0 * len(bits) / (img.width * img.height))
+    if not bits:
+        item["problems"].append(f"{path}: empty bitstream")
+        return item, None
+    return item, bits
+
+
+def _verify_item(item: dict, picture: dict, extra: dict, delivery: dict, img: TestImage) -> dict:
+    """The item completed from the measured picture: decoder's picture against the submitted one and the
+    original, the re-encoded bitstream against the submitted one."""
+    from .delivery import difference, read_decoded
+
+    own = extra["own_bits"]
+    item.update(decoded_ok=True, psnr_rgb=picture["psnr_rgb"], reencoded_bytes=len(own),
+                encoder_identical=_sha256(own) == picture["bitstream_sha256"])
+    dec_folder = delivery.get("decoded")
+    if dec_folder is None:
+        item["problems"].append(f"{delivery['bitstreams']}: no decoded-picture folder for this rate")
+        return item
+    path = Path(dec_folder) / f"{img.name}.png"
+    item["decoded"] = str(path)
+    if not path.is_file():
+        item["problems"].append(f"{path}: missing decoded picture")
+        return item
+    try:
+        submitted = read_decoded(path, img.width, img.height)
+    except (ValueError, OSError) as exc:
+        item["problems"].append(str(exc))
+        return item
+    ours = extra["decoded_u8"][0].permute(1, 2, 0).numpy()
+    diff, psnr = difference(ours, submitted)
+    item.update(decoded_bit_exact=diff == 0, decoded_max_abs_diff=diff, decoded_psnr_db=psnr)
+    return item
+
+
+def _write_delivery(root: Path, target_bpp: float, img: TestImage, extra: dict) -> None:
+    """`profile --write-bitstreams`: ROOT/<target>/<stem>.bin and the 8-bit RGB decoded <stem>.png."""
+    from PIL import Image
+
+    from .delivery import rate_folder_name
+
+    folder = root / rate_folder_name(target_bpp)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{img.name}.bin").write_bytes(extra["own_bits"])
+    arr = np.ascontiguousarray(extra["decoded_u8"][0].permute(1, 2, 0).numpy())
+    Image.fromarray(arr, "RGB").save(folder / f"{img.name}.png")
+
+
 def run_job(job: dict) -> RateResult:
     """Measure one rate point. Steps return values; only here are they assembled into the RateResult,
     once, at the end: on a failure the figures measured before it are kept beside the error."""
@@ -493,28 +599,62 @@ def run_job(job: dict) -> RateResult:
         got["params"] = dataclasses.asdict(params)
         got["precision"] = {"declared": dict(sub.precision), "weights_dtypes": params.dtypes,
                             "offending": check_codec_precision(codec, sub.precision)}
+        no_params = getattr(codec, "params_not_measured", None)
+        if no_params:   # a program codec without declared weights: not measured, never "0 parameters"
+            got["params"] = None
+            got["precision"] = {"declared": dict(sub.precision), "offending": None}
+            missing["params"] = ("not-available", no_params)
+            missing["precision"] = ("not-available", no_params)
+        for part, why in (getattr(codec, "macs_not_counted", None) or {}).items():
+            if why:
+                missing[f"macs_{part}"] = ("not-available", why)
 
         # On a CPU-only machine the interoperability pair is a proxy on this CPU: its device-A runs are
         # the counted runs below. A real second device is measured after the CPU figures (interop.py).
         proxy = choose_pair(list(devices), cuda_seen)[1]
         proxy_entries = []
+        delivery = job.get("delivery")
+        write_dir = job.get("write_bitstreams")
+        items = []
         for n, img in enumerate(images):
             _emit(event="image", name=img.name, n=n)
-            picture, entry = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy)
+            if delivery is not None:
+                item, submitted = _delivery_item(delivery, img, rate.target_bpp)
+                if submitted is None:
+                    items.append(item)
+                    continue
+                try:
+                    picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy,
+                                                           submitted=submitted)
+                except SubmissionError as exc:
+                    item["problems"].append(f"{item['bitstream']}: {exc}".splitlines()[0])
+                    items.append(item)
+                    continue
+                items.append(_verify_item(item, picture, extra, delivery, img))
+            else:
+                picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy)
+                if write_dir:
+                    _write_delivery(Path(write_dir), rate.target_bpp, img, extra)
             pictures.append(picture)
             if entry is not None:
                 proxy_entries.append(entry)
+        if delivery is not None:
+            got["verification"] = items
 
         # Counting at the resolutions of profile.toml (worst-case decoder) and the cross-check against
-        # other counters: profiler/counting/meta.py and crosscheck.py.
-        _emit(event="resolutions")
+        # other counters: profiler/counting/meta.py and crosscheck.py. Not in a verification: its worst
+        # case is over the submitted bitstreams.
         first = pictures[0] if pictures else None
-        got["resolutions"], nm = count_resolutions(
-            codec, cond.counting.resolutions,
-            (first["name"], first["width"], first["height"], first["counts"]["decoder"]["macs"]) if first else None)
-        missing.update(nm)
-        got["crosscheck"], nm = crosscheck_codec(codec)
-        missing.update(nm)
+        if delivery is not None:
+            missing["resolutions"] = ("not-requested", "verify: the worst case is over the submitted bitstreams")
+        else:
+            _emit(event="resolutions")
+            got["resolutions"], nm = count_resolutions(
+                codec, cond.counting.resolutions,
+                (first["name"], first["width"], first["height"], first["counts"]["decoder"]["macs"]) if first else None)
+            missing.update(nm)
+            got["crosscheck"], nm = crosscheck_codec(codec)
+            missing.update(nm)
 
         # Device interoperability: decode this rate point's bitstreams on another device (or a proxy
         # that changes float arithmetic), for the compliance rule: profiler/interop.py. The cpu→cuda

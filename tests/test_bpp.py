@@ -29,7 +29,7 @@ class FixedLengthCodec:
 def test_bpp_from_known_length():
     img = TestImage("grey", np.full((101, 203, 3), 128, np.uint8))
     cond = TestConditions()
-    res, interop_entry = _measure_image(FixedLengthCodec(), img, cond)
+    res, interop_entry, _ = _measure_image(FixedLengthCodec(), img, cond)
     assert interop_entry is None
     assert res["bytes"] == 1234
     assert res["bpp"] == 8 * 1234 / (101 * 203)

@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "profiler"
 # Lowest first. A module is placed by the longest prefix that names it.
 LAYERS: list[tuple[str, ...]] = [
     ("profiler.errors", "profiler.version", "profiler.tomlcheck", "profiler.model"),
-    ("profiler.conditions", "profiler.submission", "profiler.images", "profiler.codec", "profiler.outdir"),
+    ("profiler.conditions", "profiler.submission", "profiler.images", "profiler.codec", "profiler.outdir",
+     "profiler.delivery"),
     ("profiler.counting", "profiler.params", "profiler.precision", "profiler.timing", "profiler.memory",
      "profiler.quality", "profiler.interop", "profiler.environment", "profiler.adapters"),
     ("profiler.derive",),

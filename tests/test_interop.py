@@ -87,7 +87,7 @@ def test_worker_uses_the_counted_run_as_device_a(ratectl):
 
     cond = load_conditions(None)          # warm-up 1 (= the counted run) + 3 repeats
     codec = Counting(1.0, torch.device("cpu"), float_entropy=True)
-    _, entry = _measure_image(codec, _image(), cond, None, interop_proxy=True)
+    _, entry, _ = _measure_image(codec, _image(), cond, None, interop_proxy=True)
     entries = [entry]
     assert Counting.encodes == 1 + 3
     interop = measure_interop(codec, None, _Rate(), [_image()], ["cpu"], entries)

@@ -64,7 +64,7 @@ def test_padding_share_of_the_worst_case_by_hand(tiny_dir):
     sub = load_submission(tiny_dir)
     codec = load_entry(sub)(sub.rates[0], torch.device("cpu"))
     img = TestImage("odd", np.random.default_rng(0).integers(0, 256, (300, 451, 3), dtype=np.uint8))
-    picture, _ = _measure_image(codec, img, TestConditions(timing=TimingSpec(repeats=1, warmup=1)))
+    picture, _, _ = _measure_image(codec, img, TestConditions(timing=TimingSpec(repeats=1, warmup=1)))
     worst = derive.worst_decoder(minimal_report([RateResult(index=0, target_bpp=0.5, images=[picture])])).where
     assert (worst.coded_width, worst.coded_height) == (452, 300)
     assert worst.padding_share == pytest.approx(1 / 452, rel=1e-12)

@@ -42,6 +42,9 @@ def parser() -> ArgParser:
                          "(also spelled --zoo ARCH)")
     p.add_argument("submission", type=Path, help="submission directory (with submission.toml)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<codec-slug>/)")
+    p.add_argument("--write-bitstreams", type=Path, default=None, metavar="DIR",
+                   help="also write each bitstream and decoded picture as DIR/<target>/<stem>.bin and .png "
+                        "(8-bit RGB, clamp(0,1)·255 rounded half to even): a delivery for `verify`")
     add_profile_options(p)
     return p
 
@@ -71,6 +74,18 @@ def select_rates(sub, rates: str | None, quick: bool) -> list[int]:
     if quick:
         return [sub.rates[0].index]
     return [r.index for r in sub.rates]
+
+
+def _write_jobs(args, rate_indices: list[int]) -> dict[int, dict] | None:
+    """--write-bitstreams: every worker writes its rate's folder of the delivery layout."""
+    target = getattr(args, "write_bitstreams", None)
+    if target is None:
+        return None
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(target, "--write-bitstreams", f"cannot be created ({exc.strerror})") from None
+    return {i: {"write_bitstreams": str(target.resolve())} for i in rate_indices}
 
 
 def run(args) -> int:
@@ -120,7 +135,7 @@ def run(args) -> int:
             report = profile(sub, cond, out_dir, rate_indices, devices(args.device), progress,
                              options={"quick": args.quick, "rates": [r.target_bpp for r in sub.rates
                                                                      if r.index in rate_indices]},
-                             resume=args.resume)
+                             resume=args.resume, job_extra=_write_jobs(args, rate_indices))
         report = evaluate(report, cond)
         console_render.render(report, out)
         written = write_all(report, out_dir)

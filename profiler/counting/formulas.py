@@ -475,7 +475,7 @@ _ZERO_COST_NAMES = [
     "index_put_", "_index_put_impl_", "cat", "stack", "split", "split_with_sizes", "chunk", "unbind",
     "clone", "copy_", "contiguous", "detach", "alias", "lift_fresh", "lift_fresh_copy", "empty",
     "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like", "ones",
-    "ones_like", "full", "full_like", "new_zeros", "new_ones", "new_full", "arange", "linspace", "scalar_tensor",
+    "ones_like", "eye", "full", "full_like", "new_zeros", "new_ones", "new_full", "arange", "linspace", "scalar_tensor",
     "constant_pad_nd", "reflection_pad2d", "replication_pad2d", "reflection_pad1d", "replication_pad1d",
     "replication_pad3d", "reflection_pad3d", "_pad_circular", "roll", "flip", "repeat", "tile",
     "as_strided", "as_strided_", "resize_", "set_", "_local_scalar_dense", "item", "is_nonzero", "equal",
@@ -506,7 +506,9 @@ _ZERO_COST_NAMES = [
     "prim::device", "prim::layout", "prim::dtype", "prim::data",
 ]
 _OPTIONAL_ZERO_COST = ["sym_is_contiguous", "_functional_sym_constrain_range", "_functional_assert_async",
-                       "_functional_assert_scalar"]
+                       "_functional_assert_scalar",
+                       # torchvision's import asks for its CUDA build (a metadata query; counted programs import it)
+                       "torchvision::_cuda_version"]
 
 DEFAULT = _build_default()
 

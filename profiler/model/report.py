@@ -267,6 +267,7 @@ class Picture(Frozen):
     timing: dict[str, dict[str, TimingStats]] = Field(default_factory=dict)   # device → part → stats
     memory: dict[str, dict[str, MemoryPeak]] = Field(default_factory=dict)    # device → part → peaks
     quality: dict[str, float | None] = Field(default_factory=dict)
+    process: dict[str, ProcessRun] = Field(default_factory=dict)   # part → whole-process figures (program codecs)
 
     @field_validator("counts")
     @classmethod
@@ -274,6 +275,16 @@ class Picture(Frozen):
         if set(v) != {"encoder", "decoder"}:
             raise ValueError("a picture holds the counts of its encode and of its decode: keys encoder, decoder")
         return v
+
+
+class ProcessRun(Frozen):
+    """A program codec's command timed as a whole process (profiler/adapters/command.py): interpreter
+    start, imports and weight loading included, so never put beside or ranked against in-process times."""
+
+    timing: TimingStats
+    peak_rss_mib: float | None = None     # max over the runs of the kernel's high-water mark (wait4 ru_maxrss)
+    peak_source: str = "wait4 ru_maxrss"
+    counted_wall_s: float | None = None   # the counted run (injected counter: slower)
 
 
 class InteropImage(Frozen):
@@ -369,6 +380,27 @@ class WorkerEnvironment(Frozen):
     gpu_settings: GpuSettings | None = None
 
 
+class VerificationItem(Frozen):
+    """One original × rate of a delivery (`jpegai-profile verify`): what was submitted and what the
+    submission's own decoder and encoder made of it. Facts only; compliance applies the limits."""
+
+    original: str
+    target_bpp: float
+    bitstream: str | None = None          # the file, as found in the delivery
+    bitstream_present: bool = False
+    problems: list[str] = Field(default_factory=list)      # one line each, naming the file
+    bytes: int | None = None
+    bpp: float | None = None              # 8 × bytes / (W × H of the original)
+    decoded_ok: bool = False              # the submission's decoder decoded it
+    psnr_rgb: float | None = None         # the decoder's picture against the original
+    decoded: str | None = None            # the submitted decoded picture
+    decoded_bit_exact: bool | None = None
+    decoded_max_abs_diff: int | None = None     # 8-bit code values, decoder's picture vs the submitted one
+    decoded_psnr_db: float | None = None        # between them (inf when identical)
+    reencoded_bytes: int | None = None
+    encoder_identical: bool | None = None       # the re-encoded bitstream has the submitted bytes
+
+
 class RateResult(Frozen):
     """One rate point (one model): everything its worker measured, or why it failed."""
 
@@ -389,6 +421,7 @@ class RateResult(Frozen):
     memory: dict[str, DeviceMemory] = Field(default_factory=dict)             # device → peaks over pictures
     environment: WorkerEnvironment = Field(default_factory=WorkerEnvironment)
     interop: Interop | None = None
+    verification: list[VerificationItem] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -413,6 +446,7 @@ class SubmissionInfo(Frozen):
     precision: dict[str, str]
     rates: list[ManifestRate] = Field(default_factory=list)
     files_sha256: str = ""
+    encoder_deterministic: bool = True
 
 
 class Rule(Frozen):
@@ -592,6 +626,34 @@ class Summary(Frozen):
     kmac_px_encoder_max_at: WorstCase | None = None
 
 
+class DeliveryProblem(Frozen):
+    file: str
+    message: str
+
+
+class ModelCheck(Frozen):
+    """--model-sha256: the submission's files against the hashes of the earlier delivery."""
+
+    file: str
+    listed: int
+    matched: bool
+    problems: list[str] = Field(default_factory=list)
+
+
+class Verification(Frozen):
+    """A `verify` run: which delivery, what was wrong with it as a whole, and which worst case is reported."""
+
+    bitstreams: str
+    decoded: str | None = None
+    originals: str
+    originals_names: list[str] = Field(default_factory=list)
+    rate_folders: dict[str, str] = Field(default_factory=dict)      # target (as in the manifest) → folder
+    problems: list[DeliveryProblem] = Field(default_factory=list)   # unknown rate folders, stray files
+    model: ModelCheck | None = None
+    worst_case: str = "the submitted bitstreams (not the suite's own pictures or resolutions)"
+    rounding: str = "8-bit RGB: clamp(0, 1) · 255, rounded half to even"
+
+
 class Tool(Frozen):
     name: str = "jpegai-profile"
     version: str
@@ -607,6 +669,7 @@ class Report(Frozen):
     compliance: Verdict | None = None
     not_measured: dict[str, NotMeasured] = Field(default_factory=dict)
     run: RunInfo = Field(default_factory=RunInfo)
+    verification: Verification | None = None
     schema_version: str
     tool: Tool
     created: str

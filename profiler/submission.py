@@ -294,6 +294,13 @@ def load_entry(sub: Submission) -> Callable[..., Any]:
         # Let the entry module import its siblings (model.py next to codec.py).
         if str(sub.directory) not in sys.path:
             sys.path.insert(0, str(sub.directory))
+        # Submissions share module names (`codec`): one imported earlier in this process from another
+        # directory must not stand in for this one's.
+        cached = sys.modules.get(mod_name.split(".")[0])
+        where = getattr(cached, "__file__", None)
+        if cached is not None and (where is None or not Path(where).resolve().is_relative_to(sub.directory)):
+            for name in [m for m in sys.modules if m == mod_name.split(".")[0] or m.startswith(mod_name.split(".")[0] + ".")]:
+                del sys.modules[name]
     try:
         module = importlib.import_module(mod_name)
     except ModuleNotFoundError as exc:

@@ -104,10 +104,12 @@ def test_refnet_as_programs_equals_refnet_in_process():
 
     ref = load_submission(ROOT / "submissions" / "refnet")
     sys.path.insert(0, str(ref.directory))
+    sys.modules.pop("codec", None)          # another submission's `codec` imported earlier in this process
     try:
         import codec as refnet
     finally:
         sys.path.remove(str(ref.directory))
+        sys.modules.pop("codec", None)      # other tests load other submissions' `codec`
     inproc = refnet.build(with_weights(ref.rate(0.25), ref.manifest), "cpu")
     with torch.no_grad():
         bits_ref, enc_ref = count_call(lambda: inproc.encode(x), roots={"encoder": inproc.encoder}, root_name="encoder")

@@ -34,6 +34,18 @@ target_bpp = 0.5
 """
 
 
+# Test conditions of the fixture end-to-end runs: one small picture, no extra resolutions, one repeat.
+SMOKE_CONFIG = """
+[images]
+builtin = ["chelsea"]
+[counting]
+resolutions = []
+[timing]
+warmup = 1
+repeats = 1
+"""
+
+
 def write_manifest(directory: Path, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "submission.toml").write_text(text)

@@ -14,7 +14,7 @@ import pytest
 
 from profiler.runner import failure_reason, run_limited
 
-from conftest import CODECS, run_cli
+from conftest import SMOKE_CONFIG, CODECS, run_cli
 
 
 def _script(tmp_path: Path, body: str) -> str:
@@ -115,15 +115,7 @@ def test_children_of_the_worker_are_killed_with_it(tmp_path):
 
 # -- end to end: one rate point misbehaves, the other completes ------------------------------------------
 
-CONFIG = """
-[images]
-builtin = ["chelsea"]
-[counting]
-resolutions = []
-[timing]
-warmup = 1
-repeats = 1
-"""
+CONFIG = SMOKE_CONFIG
 
 
 def _profile(tmp_path, fixture, *extra):

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import torch
 
-from conftest import CODECS, ROOT, run_cli
+from conftest import SMOKE_CONFIG, CODECS, ROOT, run_cli
 
 from profiler.errors import SubmissionError
 from profiler.interop import compare_image, reconstruction_problem
@@ -185,15 +185,7 @@ def test_profile_resume_on_a_malformed_report_prints_the_notice_not_a_traceback(
 
 # -- end to end ---------------------------------------------------------------------------------------------
 
-CONFIG = """
-[images]
-builtin = ["chelsea"]
-[counting]
-resolutions = []
-[timing]
-warmup = 1
-repeats = 1
-"""
+CONFIG = SMOKE_CONFIG
 
 
 def _profile(tmp_path, fixture, *extra):

@@ -699,7 +699,14 @@ def run_job(job: dict) -> RateResult:
         got["status"] = "failed"
         got["error"] = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
     worker.update({"peak_rss_mib": memory.peak_rss_mib(), "pid": os.getpid()})
-    return assemble(got, pictures, missing, worker)
+    try:
+        return assemble(got, pictures, missing, worker)
+    except Exception as exc:
+        # The suite's own figures do not fit its report model: a failed rate point that says so, with
+        # the traceback, rather than a worker that dies with a bare exit status.
+        error = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
+        return assemble({"index": rate.index, "target_bpp": rate.target_bpp, "status": "failed", "error": error},
+                        [], {}, worker)
 
 
 def assemble(got: dict, pictures: list[dict], missing: dict[str, tuple[str, str]], worker: dict) -> RateResult:

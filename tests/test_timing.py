@@ -28,6 +28,17 @@ def test_quartiles_even_count_interpolates():
     assert quartiles([4.0, 1.0, 3.0, 2.0]) == pytest.approx((1.75, 2.5, 3.25))
 
 
+def test_summary_of_far_apart_values_is_their_midpoint():
+    # 1268.728 + (17864.072 − 1268.728) · 0.5 is 1.8e-12 above (1268.728 + 17864.072) / 2 in binary
+    # floating point: the median is the midpoint, exactly, and summarising does not fail on it (a rate
+    # point of two pictures whose ms/Mpx were this far apart once failed its worker here).
+    s = summarize([17864.072, 1268.728])
+    assert s.median_s == (1268.728 + 17864.072) / 2
+    assert rate_point_stats([({"median_s": 1.268728, "n": 1}, 1000, 1000),
+                             ({"median_s": 17.864072, "n": 1}, 1000, 1000)])["ms_per_mpx"]["median"] == \
+        (1268.728 + 17864.072) / 2
+
+
 def test_summarize_fields():
     s = summarize([0.30, 0.10, 0.20, 0.50])
     assert (s.n, s.min_s, s.max_s) == (4, 0.10, 0.50)
@@ -95,3 +106,20 @@ def test_worker_times_only_the_calls():
     assert result.timing["cpu"]["decode"].runs == 3
     assert result.threads == 1 and result.environment.torch_threads == 1
     assert result.not_measured["gpu"].reason == "not requested: --device cpu"
+
+
+def test_figures_that_do_not_summarise_fail_the_rate_point_with_the_suites_error(monkeypatch):
+    """A suite error after the measurement (here: the per-rate statistics) is a failed rate point with the
+    suite's error and its traceback, not a worker that ends with a bare exit status."""
+    from profiler import worker
+
+    def broken(per_image):
+        raise ValueError("statistics out of order")
+
+    monkeypatch.setattr(worker.timing, "rate_point_stats", broken)
+    job = {"submission": str(CODECS / "tiny"), "rate_index": 0, "conditions": conditions(1, 0).to_dict(),
+           "devices": ["cpu"], "seed": 0}
+    result = worker.run_job(job)
+    assert result.status == "failed" and result.error.kind == "suite"
+    assert "ValueError: statistics out of order" in result.error.message
+    assert "rate_point_stats" in result.error.traceback

@@ -131,6 +131,13 @@ def _verify(d, bits: Path, out: Path, listing: Path, capsys) -> tuple[int, dict,
     return rc, json.loads(captured.out), captured.err
 
 
+def _failed_rates(out: Path) -> list:
+    """What the report says about each failed rate point (its error and the worker's last lines), so that
+    a failure seen only on CI can be read from CI's log."""
+    rep = json.loads((out / "report.json").read_text())
+    return [(r["target_bpp"], r.get("error")) for r in rep["rates"] if r.get("status") == "failed"]
+
+
 def _rule(data: dict, rid: str) -> dict:
     return next(r for r in data["rules"] if r["id"] == rid)
 
@@ -156,7 +163,8 @@ def test_write_bitstreams_writes_the_layout(delivery):
 def test_verify_passes_the_delivery_and_names_each_tampered_item(delivery, capsys):
     d = delivery
     rc, data, _ = _verify(d, d["bits"], d["tmp"] / "v-ok", d["listing"], capsys)
-    assert rc == 0, [(r["id"], r["measured"]) for r in data["rules"] if r["status"] != "pass"]
+    assert rc == 0, ([(r["id"], r["measured"]) for r in data["rules"] if r["status"] != "pass"],
+                     _failed_rates(d["tmp"] / "v-ok"))
     for rid in ("bitstreams.complete", "decoded.match", "encoder.match", "model.match"):
         assert _rule(data, rid)["status"] == "pass"
     items = {(i["original"], i["target_bpp"]): i for i in data["items"]}

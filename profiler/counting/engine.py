@@ -44,7 +44,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .formulas import DEFAULT, ELEMENT_KINDS, OUTPUT_KW, Cost, FormulaRegistry, op_name
 
 # A 0-MAC call that spent at least this long, and this share of its time, outside any op is reported,
-# not trusted (python between small ops alone stays well under it).
+# not trusted (python between small ops alone stays well under it). The process must also have used at
+# least UNSEEN_MIN_S of CPU during the call: wall time alone grows when a loaded machine preempts it.
 UNSEEN_MIN_S = 0.010
 UNSEEN_MIN_SHARE = 0.5
 
@@ -269,6 +270,8 @@ class OpCounter(TorchDispatchMode):
         self._t_overhead = 0.0     # the torch-function watch's own time
         self._t_start = 0.0
         self._t_end = 0.0
+        self._cpu_start = 0.0      # process CPU time (all threads) at entry and exit
+        self._cpu_end = 0.0
 
     # -- module attribution --------------------------------------------------------------------
     def _scope(self) -> str:
@@ -326,6 +329,7 @@ class OpCounter(TorchDispatchMode):
             c.__enter__()
         out = super().__enter__()
         self._t_start = time.perf_counter()
+        self._cpu_start = time.process_time()
         return out
 
     def __exit__(self, *exc):
@@ -333,6 +337,7 @@ class OpCounter(TorchDispatchMode):
         if self._entered > 0:
             return super().__exit__(*exc)
         self._t_end = time.perf_counter()
+        self._cpu_end = time.process_time()
         try:
             return super().__exit__(*exc)
         finally:
@@ -454,7 +459,9 @@ class OpCounter(TorchDispatchMode):
             largest_rgb_hw=self._largest_rgb,
         )
         outside = res.wall_s - res.ops_s
-        if res.macs == 0 and outside >= UNSEEN_MIN_S and (res.outside_ops_share or 0.0) >= UNSEEN_MIN_SHARE:
+        cpu_s = (self._cpu_end or time.process_time()) - self._cpu_start
+        if (res.macs == 0 and outside >= UNSEEN_MIN_S and cpu_s >= UNSEEN_MIN_S
+                and (res.outside_ops_share or 0.0) >= UNSEEN_MIN_SHARE):
             share = res.outside_ops_share or 0.0
             res.unseen.append(
                 f"no MAC was counted, yet {outside * 1000:.1f} ms ({share:.0%}) of the call ran outside any "

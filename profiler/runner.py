@@ -42,7 +42,7 @@ from . import derive
 from .version import SCHEMA_VERSION, __version__
 from .model.io import read_report, write_report
 from .model.report import Environment, ErrorRecord, RateResult, Report, RunInfo, WorkerInfo
-from .submission import Submission, files_hash
+from .submission import Submission, files_fingerprint
 
 Progress = Callable[[str, dict], None]
 
@@ -479,7 +479,8 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
 
 
 def new_report(sub: Submission, cond: TestConditions, options: dict) -> Report:
-    submission = {**sub.to_dict(), "files_sha256": files_hash(sub.directory)}
+    total, each = files_fingerprint(sub.directory)
+    submission = {**sub.to_dict(), "files_sha256": total, "files": each}
     return Report(submission=submission, conditions=cond.to_dict(), options=options,
                   environment=fingerprint(submission["files_sha256"], cond.timing.threads),
                   schema_version=SCHEMA_VERSION, tool={"version": __version__},
@@ -504,30 +505,80 @@ def _first_difference(old, new, prefix: str = "") -> str | None:
     return None
 
 
+def changed_files(old: dict[str, str], now: dict[str, str]) -> tuple[str | None, list[str]]:
+    """(the first file of `old` changed or removed in `now`, as "NAME changed" / "NAME was removed", or
+    None; the files of `now` that `old` does not have). Both map relative paths to sha256."""
+    for name in sorted(old):
+        if name not in now:
+            return f"{name} was removed", sorted(set(now) - set(old))
+        if now[name] != old[name]:
+            return f"{name} changed", sorted(set(now) - set(old))
+    return None, sorted(set(now) - set(old))
+
+
+def _files_unchanged(old: Report, fresh: Report, path: Path) -> tuple[str | None, str]:
+    """(why not to resume, or None; a note on the files left out of the comparison). The files of the
+    submission as the old profile began are compared one by one, so a file the codec created in its
+    directory during that run (a cache) does not stop the resume; a report without per-file digests
+    (older) is compared by its whole fingerprint."""
+    if not old.submission.files:
+        if old.submission.files_sha256 != fresh.submission.files_sha256:
+            return f"not resuming: the submission's files changed since {path} was written; starting over", ""
+        return None, ""
+    change, new = changed_files(old.submission.files, fresh.submission.files)
+    if change:
+        return (f"not resuming: the submission's file {change} since {path} was written "
+                "(its files are compared as they were when that profile began); starting over"), ""
+    if not new:
+        return None, ""
+    shown = ", ".join(new[:3]) + (f" and {len(new) - 3} more" if len(new) > 3 else "")
+    return None, f"; {len(new)} file(s) not there when it began are left out of the comparison ({shown})"
+
+
+def resume_plan(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[int, RateResult], str, Report]:
+    """`resumable`, and the fresh report as the resumed profile writes it: when the old report is
+    continued, it keeps that report's fingerprint of the submission (the files as the profile first
+    began), so files the codec created since never enter it."""
+    done, notice, old = _resume(path, fresh, rate_indices)
+    if old is None:
+        return done, notice, fresh
+    submission = fresh.submission.model_copy(update={"files_sha256": old.submission.files_sha256,
+                                                     "files": old.submission.files})
+    environment = fresh.environment.model_copy(update={"submission_files_sha256": old.submission.files_sha256})
+    return done, notice, fresh.model_copy(update={"submission": submission, "environment": environment})
+
+
 def resumable(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[int, RateResult], str]:
     """The finished rate points of the report at `path` that a resumed profile may keep, and a one-line
     notice saying what happens. Kept only when the submission's files, the test conditions, the devices
     and the machine are what they were; failed rate points are run again."""
+    done, notice, _ = _resume(path, fresh, rate_indices)
+    return done, notice
+
+
+def _resume(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[int, RateResult], str, Report | None]:
+    """`resumable`, and the old report when it is continued (None when the profile starts over)."""
     if not path.is_file():
-        return {}, f"nothing to resume at {path}: starting a new profile"
+        return {}, f"nothing to resume at {path}: starting a new profile", None
     try:
         old = read_report(path)
     except InputError as exc:
-        return {}, f"not resuming: {exc}; starting over"
-    if old.submission.files_sha256 != fresh.submission.files_sha256:
-        return {}, f"not resuming: the submission's files changed since {path} was written; starting over"
+        return {}, f"not resuming: {exc}; starting over", None
+    refused, files_note = _files_unchanged(old, fresh, path)
+    if refused:
+        return {}, refused, None
     old_cond = old.conditions.model_dump(mode="json", exclude={"source"})
     new_cond = fresh.conditions.model_dump(mode="json", exclude={"source"})
     diff = _first_difference(old_cond, new_cond)
     if diff:
-        return {}, f"not resuming: the test conditions changed ({diff}); starting over"
+        return {}, f"not resuming: the test conditions changed ({diff}); starting over", None
     diff = _first_difference(old.options.devices, fresh.options.devices)
     if diff:
-        return {}, f"not resuming: the devices changed ({diff}); starting over"
+        return {}, f"not resuming: the devices changed ({diff}); starting over", None
     diff = _first_difference({k: getattr(old.environment, k) for k in RESUME_ENVIRONMENT_KEYS},
                              {k: getattr(fresh.environment, k) for k in RESUME_ENVIRONMENT_KEYS})
     if diff:
-        return {}, f"not resuming: the machine or software changed ({diff}); starting over"
+        return {}, f"not resuming: the machine or software changed ({diff}); starting over", None
     targets = {r.index: r.target_bpp for r in old.rates}
     wanted = {r.index: r.target_bpp for r in fresh.submission.rates if r.index in rate_indices}
     done = {r.index: r for r in old.rates if r.ok and r.index in wanted and wanted[r.index] == targets[r.index]}
@@ -536,8 +587,8 @@ def resumable(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[
     notice = (f"resuming {path}: {len(done)} rate point(s) done"
               + (f" ({', '.join(f'{done[i].target_bpp:g}' for i in sorted(done))} bpp)" if done else "")
               + f", {todo} to run" + (f" (failed before, run again: {', '.join(f'{t:g}' for t in failed)} bpp)"
-                                      if failed else ""))
-    return done, notice
+                                      if failed else "")) + files_note
+    return done, notice, old
 
 
 def _with_rates(report: Report, rates: list[RateResult], **run) -> Report:
@@ -568,7 +619,7 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
     path = out_dir / "report.json"
     done: dict[int, RateResult] = {}
     if resume:
-        done, notice = resumable(path, report, rate_indices)
+        done, notice, report = resume_plan(path, report, rate_indices)
         progress("resume", {"message": notice, "kept": sorted(done)})
     planned = [r.target_bpp for r in sub.rates if r.index in rate_indices]
     report = report.model_copy(update={"run": RunInfo(

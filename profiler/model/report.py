@@ -446,6 +446,9 @@ class SubmissionInfo(Frozen):
     precision: dict[str, str]
     rates: list[ManifestRate] = Field(default_factory=list)
     files_sha256: str = ""
+    # Each file's sha256 by its path in the submission directory, as the profile began (what --resume
+    # compares; files created later, a codec's cache, are not in it). Empty in older reports.
+    files: dict[str, str] = Field(default_factory=dict)
     encoder_deterministic: bool = True
 
 

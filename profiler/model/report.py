@@ -351,6 +351,7 @@ class WorkerLimits(Frozen):
     timeout_s: float
     memory_limit_mib: int
     memory_enforced_by: list[str] = Field(default_factory=list)
+    processes_ended_by: list[str] = Field(default_factory=list)   # how what the worker started is ended
 
 
 class WorkerInfo(Frozen):

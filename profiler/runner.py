@@ -112,7 +112,8 @@ if worker > 0:
                     pass
         return kids
     def end_all():
-        for _ in range(1000):
+        give_up = time.monotonic() + 10.0      # a process that cannot die (stuck in the kernel) is left
+        while time.monotonic() < give_up:
             kids = children()
             if not kids:
                 return

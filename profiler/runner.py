@@ -42,7 +42,7 @@ from . import derive
 from .version import SCHEMA_VERSION, __version__
 from .model.io import read_report, write_report
 from .model.report import Environment, ErrorRecord, RateResult, Report, RunInfo, WorkerInfo
-from .submission import Submission, files_hash
+from .submission import Submission, files_fingerprint
 
 Progress = Callable[[str, dict], None]
 
@@ -61,28 +61,109 @@ OUTPUT_DRAIN_S = 0.5              # once the worker is gone, what is already in 
 # the worker and the submission do (imports included):
 #   RLIMIT_DATA from JPEGAI_WORKER_DATA_LIMIT (bytes, 0 = none), the soft limit only: the worker lifts
 #   it to the hard limit before its GPU phase (worker._lift_data_limit);
-#   PR_SET_PDEATHSIG = SIGKILL, so a worker never outlives a runner killed with SIGKILL;
-#   PR_SET_CHILD_SUBREAPER, so anything the submission starts and orphans (a double fork, a daemon in a
-#   new session) becomes the worker's child and stays in the tree the runner watches and kills;
-#   the progress pipe (JPEGAI_PROGRESS_FD) is made non-inheritable: nothing the worker or the
-#   submission executes gets it; the target takes the number out of the environment itself;
-# then runs argv[1] (a module, or a .py file for tests) as __main__ with the remaining arguments, and on
-# its way out kills whatever it started that is still running.
+#   then it forks: the process the runner started stays as a small *watcher*, its child is the worker.
+#   The watcher is a child subreaper (PR_SET_CHILD_SUBREAPER): anything below it that is orphaned (a
+#   double fork, a daemon in a new session, the worker's children once the worker is gone) becomes its
+#   child. It waits for the worker, then kills its children generation by generation (a direct child's pid
+#   cannot be reused before the watcher reaps it, so no stranger is killed) until none is left, and exits
+#   with the worker's status (its signal re-raised). PR_SET_PDEATHSIG = SIGTERM: when the runner dies,
+#   even by SIGKILL, the watcher kills the worker and does the same. The worker has PR_SET_PDEATHSIG =
+#   SIGKILL (it never outlives the watcher) and is a subreaper too (orphans stay in the tree the runner
+#   watches); the progress pipe (JPEGAI_PROGRESS_FD) is made non-inheritable in it (nothing the worker or
+#   the submission executes gets it; the target takes the number out of the environment itself) and
+#   closed in the watcher;
+# then the worker runs argv[1] (a module, or a .py file for tests) as __main__ with the remaining
+# arguments, and on its way out kills whatever it started that is still running.
 _LAUNCHER = """
-import os, sys, resource, runpy
+import os, sys, resource, runpy, signal, time
 lim = int(os.environ.pop("JPEGAI_WORKER_DATA_LIMIT", "0") or 0)
 if lim:
     resource.setrlimit(resource.RLIMIT_DATA, (lim, resource.getrlimit(resource.RLIMIT_DATA)[1]))
 parent = int(os.environ.pop("JPEGAI_WORKER_PARENT", "0") or 0)
-try:
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, 9, 0, 0, 0)
-    libc.prctl(36, 1, 0, 0, 0)
-except Exception:
-    pass
+def prctl(option, value):
+    try:
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
+    except Exception:
+        return False
+prctl(36, 1)                     # PR_SET_CHILD_SUBREAPER
+prctl(1, signal.SIGTERM)         # PR_SET_PDEATHSIG: the runner's death reaches the watcher
 if parent and os.getppid() != parent:
     sys.exit(70)
+watcher = os.getpid()
+try:
+    worker = os.fork()
+except OSError:
+    worker = -1                  # no watcher: the launcher is the worker itself
+if worker > 0:
+    try:
+        os.close(int(os.environ.get("JPEGAI_PROGRESS_FD", "")))
+    except (ValueError, OSError):
+        pass
+    def children():
+        kids = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/stat") as fh:
+                        if int(fh.read().rpartition(")")[2].split()[1]) == watcher:
+                            kids.append(int(name))
+                except (OSError, ValueError, IndexError):
+                    pass
+        return kids
+    def end_all():
+        give_up = time.monotonic() + 10.0      # a process that cannot die (stuck in the kernel) is left
+        while time.monotonic() < give_up:
+            kids = children()
+            if not kids:
+                return
+            for k in kids:
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except OSError:
+                    pass
+            deadline = time.monotonic() + 2.0
+            for k in kids:
+                while True:
+                    try:
+                        if os.waitpid(k, os.WNOHANG)[0] or time.monotonic() > deadline:
+                            break
+                    except ChildProcessError:
+                        break
+                    time.sleep(0.002)
+    def on_term(signum, frame):
+        try:
+            os.kill(worker, signal.SIGKILL)
+        except OSError:
+            pass
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    status = None
+    while status is None:
+        try:
+            got, st = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if got == worker:
+            status = st
+    end_all()
+    if status is not None and os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            import faulthandler
+            faulthandler.disable()
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        except Exception:
+            pass
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else 70)
+if worker == 0:
+    prctl(1, signal.SIGKILL)     # the worker never outlives the watcher
+    if os.getppid() != watcher:
+        os._exit(70)
+    prctl(36, 1)
 try:
     os.set_inheritable(int(os.environ.get("JPEGAI_PROGRESS_FD", "")), False)
 except (ValueError, OSError):
@@ -110,6 +191,10 @@ finally:
     except Exception:
         pass
 """
+
+# How every process a worker started is ended, as the report says (`worker.limits.processes_ended_by`).
+PROCESSES_ENDED_BY = ["process group", "descendants tracked by the runner",
+                      "subreaper watcher (also when the runner is killed)"]
 
 
 def _no_progress(kind: str, info: dict) -> None:
@@ -161,13 +246,14 @@ def _descendants(proc) -> list:
         return []
 
 
-def _tree_rss(proc, descendants: list | None = None) -> float:
-    """Resident memory the watchdog counts for a process and all its descendants, bytes (0 once it is
-    gone): `_private_resident` per process where the kernel gives it, else its whole RSS."""
+def _tree_rss(proc, descendants: list | None = None, include_root: bool = True) -> float:
+    """Resident memory the watchdog counts for a process and all its descendants (without the process
+    itself when not `include_root`: the launcher's watcher), bytes (0 once it is gone):
+    `_private_resident` per process where the kernel gives it, else its whole RSS."""
     import psutil
 
     total = 0
-    for p in [proc] + (_descendants(proc) if descendants is None else descendants):
+    for p in [proc] * include_root + (_descendants(proc) if descendants is None else descendants):
         private = _private_resident(p.pid)
         if private is not None:
             total += private
@@ -267,7 +353,8 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
     cmd = [sys.executable, "-X", "faulthandler", "-c", _LAUNCHER, target, *args]
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     limits = {"timeout_s": timeout_s, "memory_limit_mib": memory_limit_mib,
-              "memory_enforced_by": (["RLIMIT_DATA"] if rlimit_data else []) + ["RSS watchdog"]}
+              "memory_enforced_by": (["RLIMIT_DATA"] if rlimit_data else []) + ["RSS watchdog"],
+              "processes_ended_by": list(PROCESSES_ENDED_BY)}
 
     def tail(line: str, cut: bool) -> None:
         if cut or len(line) > STDERR_LINE_CHARS:
@@ -332,7 +419,7 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
                 next_check = now + WATCHDOG_PERIOD_S
                 below = _descendants(ps) if ps is not None else []
                 seen.update(below)
-                rss = _tree_rss(ps, below) if ps is not None else 0
+                rss = _tree_rss(ps, below, include_root=False) if ps is not None else 0   # not the watcher's
                 if rss > limit_bytes:
                     exceeded = rss / MIB
                     break
@@ -479,7 +566,8 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
 
 
 def new_report(sub: Submission, cond: TestConditions, options: dict) -> Report:
-    submission = {**sub.to_dict(), "files_sha256": files_hash(sub.directory)}
+    total, each = files_fingerprint(sub.directory)
+    submission = {**sub.to_dict(), "files_sha256": total, "files": each}
     return Report(submission=submission, conditions=cond.to_dict(), options=options,
                   environment=fingerprint(submission["files_sha256"], cond.timing.threads),
                   schema_version=SCHEMA_VERSION, tool={"version": __version__},
@@ -504,30 +592,80 @@ def _first_difference(old, new, prefix: str = "") -> str | None:
     return None
 
 
+def changed_files(old: dict[str, str], now: dict[str, str]) -> tuple[str | None, list[str]]:
+    """(the first file of `old` changed or removed in `now`, as "NAME changed" / "NAME was removed", or
+    None; the files of `now` that `old` does not have). Both map relative paths to sha256."""
+    for name in sorted(old):
+        if name not in now:
+            return f"{name} was removed", sorted(set(now) - set(old))
+        if now[name] != old[name]:
+            return f"{name} changed", sorted(set(now) - set(old))
+    return None, sorted(set(now) - set(old))
+
+
+def _files_unchanged(old: Report, fresh: Report, path: Path) -> tuple[str | None, str]:
+    """(why not to resume, or None; a note on the files left out of the comparison). The files of the
+    submission as the old profile began are compared one by one, so a file the codec created in its
+    directory during that run (a cache) does not stop the resume; a report without per-file digests
+    (older) is compared by its whole fingerprint."""
+    if not old.submission.files:
+        if old.submission.files_sha256 != fresh.submission.files_sha256:
+            return f"not resuming: the submission's files changed since {path} was written; starting over", ""
+        return None, ""
+    change, new = changed_files(old.submission.files, fresh.submission.files)
+    if change:
+        return (f"not resuming: the submission's file {change} since {path} was written "
+                "(its files are compared as they were when that profile began); starting over"), ""
+    if not new:
+        return None, ""
+    shown = ", ".join(new[:3]) + (f" and {len(new) - 3} more" if len(new) > 3 else "")
+    return None, f"; {len(new)} file(s) not there when it began are left out of the comparison ({shown})"
+
+
+def resume_plan(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[int, RateResult], str, Report]:
+    """`resumable`, and the fresh report as the resumed profile writes it: when the old report is
+    continued, it keeps that report's fingerprint of the submission (the files as the profile first
+    began), so files the codec created since never enter it."""
+    done, notice, old = _resume(path, fresh, rate_indices)
+    if old is None:
+        return done, notice, fresh
+    submission = fresh.submission.model_copy(update={"files_sha256": old.submission.files_sha256,
+                                                     "files": old.submission.files})
+    environment = fresh.environment.model_copy(update={"submission_files_sha256": old.submission.files_sha256})
+    return done, notice, fresh.model_copy(update={"submission": submission, "environment": environment})
+
+
 def resumable(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[int, RateResult], str]:
     """The finished rate points of the report at `path` that a resumed profile may keep, and a one-line
     notice saying what happens. Kept only when the submission's files, the test conditions, the devices
     and the machine are what they were; failed rate points are run again."""
+    done, notice, _ = _resume(path, fresh, rate_indices)
+    return done, notice
+
+
+def _resume(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[int, RateResult], str, Report | None]:
+    """`resumable`, and the old report when it is continued (None when the profile starts over)."""
     if not path.is_file():
-        return {}, f"nothing to resume at {path}: starting a new profile"
+        return {}, f"nothing to resume at {path}: starting a new profile", None
     try:
         old = read_report(path)
     except InputError as exc:
-        return {}, f"not resuming: {exc}; starting over"
-    if old.submission.files_sha256 != fresh.submission.files_sha256:
-        return {}, f"not resuming: the submission's files changed since {path} was written; starting over"
+        return {}, f"not resuming: {exc}; starting over", None
+    refused, files_note = _files_unchanged(old, fresh, path)
+    if refused:
+        return {}, refused, None
     old_cond = old.conditions.model_dump(mode="json", exclude={"source"})
     new_cond = fresh.conditions.model_dump(mode="json", exclude={"source"})
     diff = _first_difference(old_cond, new_cond)
     if diff:
-        return {}, f"not resuming: the test conditions changed ({diff}); starting over"
+        return {}, f"not resuming: the test conditions changed ({diff}); starting over", None
     diff = _first_difference(old.options.devices, fresh.options.devices)
     if diff:
-        return {}, f"not resuming: the devices changed ({diff}); starting over"
+        return {}, f"not resuming: the devices changed ({diff}); starting over", None
     diff = _first_difference({k: getattr(old.environment, k) for k in RESUME_ENVIRONMENT_KEYS},
                              {k: getattr(fresh.environment, k) for k in RESUME_ENVIRONMENT_KEYS})
     if diff:
-        return {}, f"not resuming: the machine or software changed ({diff}); starting over"
+        return {}, f"not resuming: the machine or software changed ({diff}); starting over", None
     targets = {r.index: r.target_bpp for r in old.rates}
     wanted = {r.index: r.target_bpp for r in fresh.submission.rates if r.index in rate_indices}
     done = {r.index: r for r in old.rates if r.ok and r.index in wanted and wanted[r.index] == targets[r.index]}
@@ -536,8 +674,8 @@ def resumable(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[
     notice = (f"resuming {path}: {len(done)} rate point(s) done"
               + (f" ({', '.join(f'{done[i].target_bpp:g}' for i in sorted(done))} bpp)" if done else "")
               + f", {todo} to run" + (f" (failed before, run again: {', '.join(f'{t:g}' for t in failed)} bpp)"
-                                      if failed else ""))
-    return done, notice
+                                      if failed else "")) + files_note
+    return done, notice, old
 
 
 def _with_rates(report: Report, rates: list[RateResult], **run) -> Report:
@@ -568,7 +706,7 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
     path = out_dir / "report.json"
     done: dict[int, RateResult] = {}
     if resume:
-        done, notice = resumable(path, report, rate_indices)
+        done, notice, report = resume_plan(path, report, rate_indices)
         progress("resume", {"message": notice, "kept": sorted(done)})
     planned = [r.target_bpp for r in sub.rates if r.index in rate_indices]
     report = report.model_copy(update={"run": RunInfo(

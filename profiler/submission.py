@@ -392,6 +392,38 @@ HASH_CHUNK = 1 << 20          # files are hashed in 1 MiB pieces: a 2 GiB weight
 OUT_LOCK_NAME = ".jpegai-profile.lock"   # = profiler.outdir.LOCK_NAME (outdir is above this module)
 
 
+def _fingerprinted(directory: Path) -> list[Path]:
+    """The submission's files that its fingerprint covers, sorted: every regular file below `directory`
+    except `__pycache__`, and an output folder of this tool (a folder holding its lock file,
+    `OUT_LOCK_NAME`) with everything below it, should one sit inside the submission directory."""
+    paths = sorted(directory.rglob("*"))
+    skipped = [p.parent for p in paths if p.name == OUT_LOCK_NAME and p.parent != directory]
+    return [p for p in paths
+            if p.is_file() and "__pycache__" not in p.parts and p.name != OUT_LOCK_NAME
+            and not any(p == d or p.is_relative_to(d) for d in skipped)]
+
+
+def files_fingerprint(directory: Path) -> tuple[str, dict[str, str]]:
+    """(`files_hash`, and the sha256 of each file by its path relative to `directory`), in one reading.
+
+    The per-file digests are what `--resume` compares: a file the codec creates in its own directory
+    during a run (a cache) was not there when the profile began and does not stop it resuming, while a
+    change to any file that was there does, naming the file."""
+    h = hashlib.sha256()
+    each: dict[str, str] = {}
+    for p in _fingerprinted(directory):
+        rel = str(p.relative_to(directory))
+        h.update(rel.encode())
+        h.update(b"\0")
+        one = hashlib.sha256()
+        with p.open("rb") as fh:
+            while chunk := fh.read(HASH_CHUNK):
+                h.update(chunk)
+                one.update(chunk)
+        each[rel] = one.hexdigest()
+    return h.hexdigest(), each
+
+
 def files_hash(directory: Path) -> str:
     """sha256 over the submission's files (relative path + content), to fingerprint what was profiled.
 
@@ -399,17 +431,4 @@ def files_hash(directory: Path) -> str:
     holding its lock file, `OUT_LOCK_NAME`) with everything below it, should one sit inside the
     submission directory: writing a report there must not change the fingerprint that `--resume` checks.
     """
-    h = hashlib.sha256()
-    paths = sorted(directory.rglob("*"))
-    skipped = [p.parent for p in paths if p.name == OUT_LOCK_NAME and p.parent != directory]
-    for p in paths:
-        if not p.is_file() or "__pycache__" in p.parts or p.name == OUT_LOCK_NAME:
-            continue
-        if any(p == d or p.is_relative_to(d) for d in skipped):
-            continue
-        h.update(str(p.relative_to(directory)).encode())
-        h.update(b"\0")
-        with p.open("rb") as fh:
-            while chunk := fh.read(HASH_CHUNK):
-                h.update(chunk)
-    return h.hexdigest()
+    return files_fingerprint(directory)[0]

@@ -241,10 +241,14 @@ def cuda_instance_problem(cpu_codec, cuda_codec, device_type: str = "cuda") -> s
 
 def _cuda_image(codec, img: TestImage, cond: TestConditions, device, model_mib: float, uuid: str | None,
                 nvml_index: int | None) -> tuple[dict, dict]:
-    """One picture on the GPU: (timing per part, memory per part). Its tensors die with this frame."""
+    """One picture on the GPU: (timing per part, memory per part). Its tensors die with this frame.
+
+    The first (untimed) decode's picture is checked as on the CPU (`_check_decoded`: floats of the
+    input's shape, on the GPU, every value finite): a broken one raises the submission's decode error,
+    and the GPU phase records no GPU figure."""
     x = img.tensor(device)
     bits = _check_bitstream(_call("encode", codec.encode, x))
-    _call("decode", codec.decode, bits)
+    _check_decoded(_call("decode", codec.decode, bits), x)
     for _ in range(max(0, cond.timing.warmup - 1)):
         _call("encode", codec.encode, x)
         _call("decode", codec.decode, bits)
@@ -418,6 +422,10 @@ def _gpu_phase(codec, build, rate, images: list[TestImage], cond: TestConditions
             stage = "minimum GPU memory"
             out["min"], nm = _min_gpu_memory(codec_cuda, images, device)
             missing.update(nm)
+    except SubmissionError as exc:   # the submission's code raised, or returned a broken picture, on the GPU
+        missing["gpu"] = ("failed", f"{stage}: {str(exc)[:500]} (the submission's code, on the GPU)")
+        if stage in ("build on cuda", "cpu→cuda interoperability decode"):
+            missing.setdefault("interop", ("failed", f"cpu→cuda not measured: {stage} failed: {str(exc)[:300]}"))
     except Exception as exc:
         missing["gpu"] = ("failed", f"{stage}: {type(exc).__name__}: {str(exc)[:500]}")
         if stage in ("CUDA start-up", "build on cuda", "cpu→cuda interoperability decode"):

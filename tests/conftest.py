@@ -46,6 +46,37 @@ repeats = 1
 """
 
 
+# The entry module of the bad-input tests: it leaves a marker (RAN) if anything of the submission runs.
+MARKER_CODEC = """
+from pathlib import Path
+Path(__file__).with_name("RAN").write_text("the submission's code ran")
+
+def build(rate, device):
+    raise NotImplementedError
+"""
+
+
+def one_line_error(capsys, argv: list[str], file_part, field: str | None, words: str) -> str:
+    """`jpegai-profile argv`, run in process: exit status 2 and exactly one line on stderr,
+    `jpegai-profile: error: …` naming `file_part` and (when given) `: field: `, holding `words`; no
+    traceback anywhere. Returns the line."""
+    from profiler.cli import main
+
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith("jpegai-profile: error: "), line
+    assert str(file_part) in line, line
+    if field:
+        assert f": {field}: " in line, line
+    assert words in line, line
+    assert "Traceback" not in out + err
+    return line
+
+
 def write_manifest(directory: Path, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "submission.toml").write_text(text)

@@ -12,20 +12,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from profiler.cli import main
-
-from conftest import VALID_MANIFEST, run_cli, write_manifest
+from conftest import MARKER_CODEC, VALID_MANIFEST, one_line_error, run_cli, write_manifest
 
 VALID = VALID_MANIFEST
 
-# build() would leave a marker if anything of the submission ran during validation.
-CODEC = """
-from pathlib import Path
-Path(__file__).with_name("RAN").write_text("the submission's code ran")
-
-def build(rate, device):
-    raise NotImplementedError
-"""
+CODEC = MARKER_CODEC   # build() would leave a marker if anything of the submission ran
 
 
 class Evil:
@@ -145,28 +136,12 @@ MANIFEST_CASES = [
 ]
 
 
-def _one_line_exit_2(capsys, argv, file_part, field, words):
-    code = main(argv)
-    out, err = capsys.readouterr()
-    assert code == 2, out + err
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert len(lines) == 1, err
-    line = lines[0]
-    assert line.startswith("jpegai-profile: error: ")
-    assert file_part in line
-    if field:
-        assert f": {field}: " in line, line
-    assert words in line, line
-    assert "Traceback" not in out + err
-    return line
-
-
 @pytest.mark.parametrize("case_id,edit,field,words", MANIFEST_CASES, ids=[c[0] for c in MANIFEST_CASES])
 def test_malformed_manifest(tmp_path, capsys, case_id, edit, field, words):
     d = make_valid(tmp_path)
     manifest = d / "submission.toml"
     manifest.write_text(edit(VALID, d))
-    _one_line_exit_2(capsys, [str(d), "--out", str(tmp_path / "out")], str(manifest), field, words)
+    one_line_error(capsys, [str(d), "--out", str(tmp_path / "out")], str(manifest), field, words)
     # Nothing of the submission ran, no weights were unpickled, no worker started, no report written.
     assert not (d / "RAN").exists() and not (d / "weights" / "PWNED").exists()
     assert not (tmp_path / "out").exists()
@@ -192,7 +167,7 @@ def test_bad_profile_toml(tmp_path, capsys, case_id, text, field, words):
     d = make_valid(tmp_path)
     config = tmp_path / "profile.toml"
     config.write_text(text)
-    _one_line_exit_2(capsys, [str(d), "--config", str(config), "--out", str(tmp_path / "out")], str(config), field, words)
+    one_line_error(capsys, [str(d), "--config", str(config), "--out", str(tmp_path / "out")], str(config), field, words)
     assert not (d / "RAN").exists()
 
 
@@ -212,13 +187,13 @@ CLI_CASES = [
 @pytest.mark.parametrize("case_id,args,field,words", CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_bad_cli_value(tmp_path, capsys, case_id, args, field, words):
     d = make_valid(tmp_path)
-    _one_line_exit_2(capsys, [str(d), "--out", str(tmp_path / "out"), *args], "command line", field, words)
+    one_line_error(capsys, [str(d), "--out", str(tmp_path / "out"), *args], "command line", field, words)
 
 
 def test_out_is_a_file(tmp_path, capsys):
     d = make_valid(tmp_path)
     (tmp_path / "out").write_text("")
-    _one_line_exit_2(capsys, [str(d), "--out", str(tmp_path / "out")], "command line", "--out", "is not a folder")
+    one_line_error(capsys, [str(d), "--out", str(tmp_path / "out")], "command line", "--out", "is not a folder")
 
 
 def test_subprocess_one_line_and_debug_shows_traceback(tmp_path):

@@ -24,22 +24,15 @@ import pytest
 from PIL import Image
 
 import profiler.runner
-from profiler.cli import main
 from profiler.conditions import KNOWN_CHECKS, load_conditions
 from profiler.errors import InputError
 from profiler.outdir import LOCK_NAME, prepare_out
 from profiler.model.io import write_report
 from profiler.submission import files_hash
 
-from conftest import ROOT, VALID_MANIFEST, write_manifest
+from conftest import MARKER_CODEC, ROOT, VALID_MANIFEST, one_line_error, write_manifest
 
-CODEC = """
-from pathlib import Path
-Path(__file__).with_name("RAN").write_text("the submission's code ran")
-
-def build(rate, device):
-    raise NotImplementedError
-"""
+CODEC = MARKER_CODEC
 
 # Without weights, so that a case costs no weights check; the codec's name is AcmeNet.
 MANIFEST = VALID_MANIFEST.replace('weights = "weights/r006.safetensors"\n', "")
@@ -92,19 +85,8 @@ def env(tmp_path, monkeypatch):
 def _refused(capsys, env, argv, file_part, field, words):
     """main(argv) exits 2 with one line naming the file and the field; nothing ran, nothing changed."""
     t0 = time.perf_counter()
-    code = main(argv)
+    line = one_line_error(capsys, argv, file_part, field, words)
     elapsed = time.perf_counter() - t0
-    out, err = capsys.readouterr()
-    assert code == 2, out + err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    line = lines[0]
-    assert line.startswith("jpegai-profile: error: "), line
-    assert str(file_part) in line, line
-    if field:
-        assert f": {field}: " in line, line
-    assert words in line, line
-    assert "Traceback" not in out + err
     assert env["workers"] == [] and not (env["sub"] / "RAN").exists()
     assert _snapshot(env["out"]) == env["before"]
     assert elapsed < 5, f"validation took {elapsed:.1f} s"

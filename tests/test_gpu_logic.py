@@ -383,6 +383,90 @@ def test_interop_decode_runs_under_the_gpu_settings(pretend_gpu, ignores_device,
     assert result.not_measured["gpu"].reason.startswith("GPU timing: ")
 
 
+# -- the GPU phase checks the decoded picture as the CPU phase does (issue 18, item 4) ------------------
+
+BROKEN_ON_GPU = """
+
+def build(rate, device):
+    codec = TinyCodec(rate.options.get("gain", 8.0), torch.device("cpu"))
+    if torch.device(device).type == "cuda":      # good pictures on the CPU, {what} ones from the GPU build
+        good = codec.decode
+
+        def decode(bits):
+            x = good(bits)
+            {bad}
+        codec.decode = decode
+    return codec
+"""
+
+BAD_GPU_OUTPUTS = {"nan": ("x[0, 0, 0, :3] = float('nan'); return x", "decode: decode() returned 3 non-finite value(s)"),
+                   "uint8": ("return (x * 255).round().to(torch.uint8)", "decode: decode() must return floats in [0, 1], got uint8"),
+                   "shape": ("return x[..., :-2]", "decode: decode() must return a tensor of shape (1, 3, ")}
+
+
+def _gpu_codec(tmp_path, what):
+    d = tmp_path / f"gpu_{what}"
+    shutil.copytree(CODECS / "tiny", d)
+    module = f"broken_on_gpu_{what}"
+    (d / "codec.py").rename(d / f"{module}.py")
+    code = BROKEN_ON_GPU.format(what=what, bad=BAD_GPU_OUTPUTS[what][0] if what in BAD_GPU_OUTPUTS else "return x")
+    with (d / f"{module}.py").open("a") as fh:
+        fh.write(code)
+    manifest = d / "submission.toml"
+    manifest.write_text(manifest.read_text().replace('entry = "codec:build"', f'entry = "{module}:build"'))
+    return d
+
+
+@pytest.fixture
+def gpu_reaches_timing(pretend_gpu, monkeypatch):
+    """The pretended GPU gets as far as the timed runs: the instance check and the interop decode are
+    faked, the pictures stay CPU tensors, and the first allocator call of a timed part says where it got."""
+    monkeypatch.setattr(worker, "cuda_instance_problem", lambda a, b: None)
+    monkeypatch.setattr(worker, "measure_interop", lambda *a, **k: {"pair": "cpu→cuda", "proxy": False, "images": []})
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 0)
+    monkeypatch.setattr(TestImage, "tensor", lambda self, device="cpu": torch.from_numpy(
+        np.ascontiguousarray(self.pixels)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0))
+
+    def reached(device):
+        raise RuntimeError("reached the timed runs")
+
+    monkeypatch.setattr(memory, "cuda_peak_begin", reached)
+
+
+@pytest.mark.parametrize("what", list(BAD_GPU_OUTPUTS))
+def test_a_broken_gpu_picture_fails_the_gpu_figures_as_the_submissions(gpu_reaches_timing, tmp_path, what):
+    result = worker.run_job(_job(_gpu_codec(tmp_path, what)))
+    _cpu_kept(result)     # the CPU figures (good pictures there) are kept; the rate point is not failed
+    nm = result.not_measured["gpu"]
+    assert nm.code == "failed", nm
+    assert nm.reason.startswith("GPU timing: " + BAD_GPU_OUTPUTS[what][1]), nm.reason
+    assert nm.reason.endswith("(the submission's code, on the GPU)")
+    assert "cuda" not in result.memory and "interop" not in result.not_measured
+
+
+def test_a_good_gpu_picture_passes_the_check(gpu_reaches_timing, tmp_path):
+    """The control: the same fakes and a codec whose GPU pictures are good get past the check."""
+    result = worker.run_job(_job(_gpu_codec(tmp_path, "good")))
+    _cpu_kept(result)
+    assert result.not_measured["gpu"].reason == "GPU timing: RuntimeError: reached the timed runs"
+
+
+def test_cuda_image_refuses_a_broken_first_decode_before_any_timed_run():
+    class Codec:
+        def encode(self, x):
+            return b"bits"
+
+        def decode(self, bits):
+            return torch.full((1, 3, 8, 8), float("inf"))
+
+    img = TestImage("small", np.zeros((8, 8, 3), np.uint8))
+    cond = TestConditions(timing=TimingSpec(repeats=1, warmup=1))
+    with pytest.raises(SubmissionError) as info:
+        worker._cuda_image(Codec(), img, cond, torch.device("cpu"), 0.0, None, None)
+    assert info.value.stage == "decode" and "192 non-finite value(s)" in str(info.value)
+
+
 def test_cuda_is_not_initialised_before_the_cpu_figures(monkeypatch, gpu_flags):
     order = []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: order.append("device_count") or 0)

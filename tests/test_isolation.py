@@ -223,6 +223,83 @@ def test_processes_the_worker_started_are_gone_and_not_waited_for(tmp_path, end)
         assert ex.returncode == 0 and not ex.timed_out and ex.wall_s < 8
 
 
+# -- a runner killed with SIGKILL leaves nothing behind: the launcher's watcher ends it all (#18, item 9) --
+
+RUNNER = """
+import sys
+from profiler.runner import run_limited
+print("runner", flush=True)
+run_limited(sys.argv[1], [], timeout_s=120, memory_limit_mib=4096, rlimit_data=True)
+"""
+
+
+def _wait_for(path: Path, seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text().endswith("\n"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _all_gone_within(pids: list[int], seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all(_gone(pid) for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_runner_killed_with_sigkill_leaves_no_process_of_the_worker(tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    from conftest import ROOT
+
+    pidfile = tmp_path / "pids"
+    child = _script(tmp_path, f"""
+        import os, subprocess, sys, time
+        sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+        daemon = subprocess.Popen(sleep, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        holder = subprocess.Popen(sleep, start_new_session=True)      # keeps the worker's stdout/stderr open
+        mid = subprocess.Popen([sys.executable, "-c",
+            "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+            " start_new_session=True, stdout=subprocess.DEVNULL); print(p.pid)"], stdout=subprocess.PIPE, text=True)
+        orphan = int(mid.communicate()[0])
+        open({str(pidfile)!r}, "w").write(f"{{daemon.pid}} {{holder.pid}} {{orphan}} {{os.getpid()}}\\n")
+        time.sleep(60)
+    """)
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, child], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert runner.stdout.readline().strip() == "runner"
+        assert _wait_for(pidfile, 30), "the worker did not start its processes"
+        pids = [int(p) for p in pidfile.read_text().split()]
+        assert len(pids) == 4 and not any(_gone(p) for p in pids)   # daemon, holder, orphan, the worker
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    finally:
+        runner.kill()
+        runner.wait()
+    # The daemon and the holder are in new sessions, the orphan was double-forked: all gone within seconds,
+    # long before their 60 s sleep would end them.
+    assert _all_gone_within(pids, 5), [(pid, _gone(pid)) for pid in pids]
+
+
+def test_the_watcher_passes_the_workers_exit_on_and_records_how_processes_end(tmp_path):
+    ex = _run(tmp_path, "import os, time\nos.kill(os.getpid(), 15)\ntime.sleep(5)\n")
+    assert ex.returncode == -15 and ex.wall_s < 5
+    assert _run(tmp_path, "raise SystemExit(7)\n").returncode == 7
+    assert ex.limits["processes_ended_by"] == ["process group", "descendants tracked by the runner",
+                                               "subreaper watcher (also when the runner is killed)"]
+
+
 # -- progress travels on its own pipe, never on the worker's stdout (#18, item 10) ------------------------
 
 def test_progress_comes_only_from_the_progress_pipe(tmp_path):

@@ -249,3 +249,45 @@ def test_a_codec_that_prints_events_and_leaves_processes_behind(tmp_path, monkey
             pass
     # Nothing else on stderr (the worker record is validated, not copied in: no serializer warning).
     assert "PydanticSerializationUnexpectedValue" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_profile_killed_with_sigkill_leaves_none_of_the_codecs_processes(tmp_path):
+    """The runner itself SIGKILLed while unruly/ runs: the processes it started in new sessions go too
+    (the launcher's watcher, runner.PROCESSES_ENDED_BY), within seconds, not when their 60 s sleep ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pidfile = tmp_path / "unruly.pids"
+    config = tmp_path / "profile.toml"
+    config.write_text(CONFIG)
+    victim = subprocess.Popen([sys.executable, "-m", "profiler", str(CODECS / "unruly"), "--config", str(config),
+                               "--out", str(tmp_path / "out"), "--device", "cpu"], cwd=ROOT,
+                              env={**os.environ, "UNRULY_PIDFILE": str(pidfile)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and victim.poll() is None and not (
+                pidfile.is_file() and pidfile.read_text().endswith("\n")):
+            time.sleep(0.05)
+        pids = [int(p) for p in pidfile.read_text().split()]
+        assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    finally:
+        victim.kill()
+        victim.wait()
+    def running(pid):
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 5
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if running(p)]
+        time.sleep(0.05)
+    assert alive == [], alive

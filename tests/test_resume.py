@@ -26,10 +26,10 @@ ENV = {"cpu_model": "Test CPU", "cpu_count": 2, "python": "3.11.9", "torch": "2.
        "gpu_name": None}
 
 
-def _report(sha="abc", cond=None, rates=(), devices=("cpu",), env=ENV) -> Report:
+def _report(sha="abc", cond=None, rates=(), devices=("cpu",), env=ENV, files=None) -> Report:
     cond = cond or TestConditions()
     sub = {"directory": "/x", "codec": "tiny", "proponent": "Test Lab", "version": "", "entry": "codec:build",
-           "precision": {"encoder": "float32", "decoder": "float32"}, "files_sha256": sha,
+           "precision": {"encoder": "float32", "decoder": "float32"}, "files_sha256": sha, "files": files or {},
            "rates": [{"index": 0, "target_bpp": 0.5}, {"index": 1, "target_bpp": 1.0}, {"index": 2, "target_bpp": 2.0}]}
     return Report(submission=sub, conditions=json.loads(json.dumps(cond.to_dict())), environment=dict(env),
                   options={"devices": list(devices)}, rates=list(rates), schema_version="2.0",
@@ -66,6 +66,84 @@ def test_changed_files_start_over(tmp_path):
     done, notice = resumable(path, _report(sha="def"), [0, 1, 2])
     assert done == {}
     assert notice == f"not resuming: the submission's files changed since {path} was written; starting over"
+
+
+# -- per-file digests: a file the codec created does not stop the resume; a changed one does (#18, 5) ------
+
+START = {"submission.toml": "a" * 64, "codec.py": "b" * 64, "weights/r1.safetensors": "c" * 64}
+
+
+def test_a_file_created_since_the_start_does_not_stop_resuming(tmp_path):
+    path = _saved(tmp_path, _report(sha="abc", files=START, rates=[OK0]))
+    now = {**START, "cache.bin": "d" * 64}
+    done, notice = resumable(path, _report(sha="changed", files=now), [0, 1, 2])
+    assert list(done) == [0]
+    assert notice == (f"resuming {path}: 1 rate point(s) done (0.5 bpp), 2 to run; 1 file(s) not there when it "
+                      "began are left out of the comparison (cache.bin)")
+
+
+@pytest.mark.parametrize("now, named", [
+    ({**START, "codec.py": "e" * 64, "cache.bin": "d" * 64}, "codec.py changed"),
+    ({k: v for k, v in START.items() if k != "weights/r1.safetensors"}, "weights/r1.safetensors was removed"),
+], ids=["changed", "removed"])
+def test_a_file_there_at_the_start_that_changed_starts_over_naming_it(tmp_path, now, named):
+    path = _saved(tmp_path, _report(files=START, rates=[OK0]))
+    done, notice = resumable(path, _report(files=now), [0, 1, 2])
+    assert done == {}
+    assert notice == (f"not resuming: the submission's file {named} since {path} was written (its files are "
+                      "compared as they were when that profile began); starting over")
+
+
+def test_the_resumed_report_keeps_the_fingerprint_of_the_start(tmp_path):
+    from profiler.runner import resume_plan
+
+    path = _saved(tmp_path, _report(sha="abc", files=START, rates=[OK0]))
+    fresh = _report(sha="changed", files={**START, "cache.bin": "d" * 64})
+    done, _, kept = resume_plan(path, fresh, [0, 1])
+    assert list(done) == [0]
+    assert kept.submission.files == START and kept.submission.files_sha256 == "abc"
+    # Starting over: the fresh fingerprint, cache and all.
+    _, _, over = resume_plan(path, _report(files={**START, "codec.py": "e" * 64}), [0, 1])
+    assert over.submission.files["codec.py"] == "e" * 64
+
+
+def test_a_codec_writing_into_its_directory_resumes_in_process(tmp_path, monkeypatch):
+    """profile() with the workers faked: each writes into the submission directory as a caching codec
+    does; --resume then runs only the missing rate point, and a changed codec.py starts over."""
+    import profiler.runner as runner
+    from profiler.submission import files_fingerprint, load_submission
+
+    d = tmp_path / "caching"
+    shutil.copytree(CODECS / "caching", d)
+    sub = load_submission(d)
+    ran = []
+
+    def fake_rate(sub, idx, cond, devices, progress, seed=0, job_extra=None):
+        ran.append(idx)
+        with (sub.directory / "cache.bin").open("a") as fh:
+            fh.write(f"rate {idx}\n")
+        rate = next(r for r in sub.rates if r.index == idx)
+        return RateResult(index=idx, target_bpp=rate.target_bpp)
+
+    monkeypatch.setattr(runner, "run_rate", fake_rate)
+    start = files_fingerprint(d)
+    notices = []
+    progress = lambda kind, info: notices.append(info["message"]) if kind == "resume" else None
+    runner.profile(sub, TestConditions(), tmp_path / "out", [0], ["cpu"], progress)
+    assert ran == [0] and (d / "cache.bin").is_file()
+    rep = runner.profile(sub, TestConditions(), tmp_path / "out", [0, 1], ["cpu"], progress, resume=True)
+    assert ran == [0, 1] and rep.run.resumed_rates == [0.5]
+    assert notices[-1].endswith("1 to run; 1 file(s) not there when it began are left out of the comparison "
+                                "(cache.bin)"), notices
+    assert (rep.submission.files_sha256, rep.submission.files) == start
+    assert set(start[1]) == {"codec.py", "submission.toml"}
+    # A second resume, the cache changed again: still resumes (nothing to run).
+    rep = runner.profile(sub, TestConditions(), tmp_path / "out", [0, 1], ["cpu"], progress, resume=True)
+    assert ran == [0, 1] and rep.run.resumed_rates == [0.5, 1.0]
+    (d / "codec.py").write_text((d / "codec.py").read_text() + "\n# changed\n")
+    rep = runner.profile(sub, TestConditions(), tmp_path / "out", [0, 1], ["cpu"], progress, resume=True)
+    assert ran == [0, 1, 0, 1] and rep.run.resumed_rates == []
+    assert notices[-1].startswith("not resuming: the submission's file codec.py changed since "), notices
 
 
 def test_changed_conditions_start_over_naming_the_field(tmp_path):
@@ -237,3 +315,44 @@ def _unfinished_everywhere(tmp_path: Path, killed: Path, finished: Path, config:
     only = profiler.aggregate([both], complete_only=True)
     assert set(only["report"].map(lambda p: Path(p).parent.name)) == {"whole"}
     assert [Path(p).parent.name for p in only.attrs["left_out"]] == ["killed"]
+
+
+@pytest.mark.slow
+def test_a_caching_codec_resumes_end_to_end(tmp_path):
+    """tests/codecs/caching writes cache.bin into its own directory while it is profiled: a partial
+    profile is resumed (only the missing rate point measured); after its entry .py changed, --resume
+    starts over and names the file."""
+    sub = tmp_path / "caching"
+    shutil.copytree(CODECS / "caching", sub)
+    shutil.copytree(CODECS / "tiny", tmp_path / "tiny")       # the fixture builds on ../tiny
+    config = tmp_path / "profile.toml"
+    config.write_text("[images]\nbuiltin = [\"chelsea\"]\n[counting]\nresolutions = []\n[timing]\nwarmup = 1\nrepeats = 1\n")
+    out = tmp_path / "out"
+    common = [str(sub), "--config", str(config), "--device", "cpu", "--out", str(out)]
+    first = run_cli(*common, "--rates", "0.5")
+    assert first.returncode == 0, first.stderr
+    assert (sub / "cache.bin").read_text().startswith("build 0.5 pid ")
+    before = json.loads((out / "report.json").read_text())
+    assert set(before["submission"]["files"]) == {"codec.py", "submission.toml"}
+
+    resumed = run_cli(*common, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    notice = [l for l in resumed.stderr.splitlines() if l.startswith("jpegai-profile: ")]
+    assert notice == [f"jpegai-profile: resuming {out / 'report.json'}: 1 rate point(s) done (0.5 bpp), 1 to run; "
+                      "1 file(s) not there when it began are left out of the comparison (cache.bin)"], resumed.stderr
+    after = json.loads((out / "report.json").read_text())
+    assert after["run"]["resumed_rates"] == [0.5] and [r["status"] for r in after["rates"]] == ["ok", "ok"]
+    assert after["rates"][0]["worker"] == before["rates"][0]["worker"]     # kept, not measured again
+    assert [l.split()[:2] for l in (sub / "cache.bin").read_text().splitlines() if l.startswith("build")] == [
+        ["build", "0.5"], ["build", "1.0"]]                                # only 1 bpp was built again
+    assert after["submission"]["files"] == before["submission"]["files"]
+
+    (sub / "codec.py").write_text((sub / "codec.py").read_text() + "\n# a change\n")
+    again = run_cli(*common, "--resume", "--rates", "0.5")
+    assert again.returncode == 0, again.stderr
+    assert [l for l in again.stderr.splitlines() if l.startswith("jpegai-profile: ")] == [
+        f"jpegai-profile: not resuming: the submission's file codec.py changed since {out / 'report.json'} was "
+        "written (its files are compared as they were when that profile began); starting over"]
+    final = json.loads((out / "report.json").read_text())
+    assert final["run"]["resumed_rates"] == [] and final["submission"]["files"]["codec.py"] != before["submission"]["files"]["codec.py"]
+    assert "cache.bin" in final["submission"]["files"]      # there when this profile began

@@ -351,6 +351,7 @@ class WorkerLimits(Frozen):
     timeout_s: float
     memory_limit_mib: int
     memory_enforced_by: list[str] = Field(default_factory=list)
+    processes_ended_by: list[str] = Field(default_factory=list)   # how what the worker started is ended
 
 
 class WorkerInfo(Frozen):
@@ -446,6 +447,9 @@ class SubmissionInfo(Frozen):
     precision: dict[str, str]
     rates: list[ManifestRate] = Field(default_factory=list)
     files_sha256: str = ""
+    # Each file's sha256 by its path in the submission directory, as the profile began (what --resume
+    # compares; files created later, a codec's cache, are not in it). Empty in older reports.
+    files: dict[str, str] = Field(default_factory=dict)
     encoder_deterministic: bool = True
 
 

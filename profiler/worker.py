@@ -146,7 +146,12 @@ def _process_runs(codec, fn, reps: int) -> dict:
         fn()
     runs = codec.runs[start:]
     rss = [r["maxrss_mib"] for r in runs if r.get("maxrss_mib") is not None]
-    return {"stats": timing.summarize([r["wall_s"] for r in runs]), "peak_rss_mib": max(rss) if rss else None}
+    gpu = [r["gpu_peak_mib"] for r in runs if r.get("gpu_peak_mib") is not None]
+    sources = sorted({r["peak_source"] for r in runs if r.get("peak_source")})
+    notes = [r["gpu_note"] for r in runs if r.get("gpu_note")]
+    return {"stats": timing.summarize([r["wall_s"] for r in runs]), "peak_rss_mib": max(rss) if rss else None,
+            "peak_source": ", ".join(sources) or "wait4 ru_maxrss", "gpu_peak_mib": max(gpu) if gpu else None,
+            "gpu_note": notes[0] if notes else ""}
 
 
 def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: float | None = None,
@@ -195,6 +200,8 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
             enc = _process_runs(codec, lambda: _call("encode", codec.encode, x), reps)
             dec = _process_runs(codec, lambda: _call("decode", codec.decode, bits), reps)
             extra["process"] = {part: {"timing": r["stats"].to_dict(w, h), "peak_rss_mib": r["peak_rss_mib"],
+                                       "peak_source": r["peak_source"], "gpu_peak_mib": r["gpu_peak_mib"],
+                                       "gpu_not_measured": r["gpu_note"] if r["gpu_peak_mib"] is None else None,
                                        "counted_wall_s": counted.get(part)}
                                 for part, r in (("encode", enc), ("decode", dec))}
         else:

@@ -282,8 +282,10 @@ class ProcessRun(Frozen):
     start, imports and weight loading included, so never put beside or ranked against in-process times."""
 
     timing: TimingStats
-    peak_rss_mib: float | None = None     # max over the runs of the kernel's high-water mark (wait4 ru_maxrss)
-    peak_source: str = "wait4 ru_maxrss"
+    peak_rss_mib: float | None = None     # max over the runs of the process tree's peak from the kernel
+    peak_source: str = "wait4 ru_maxrss"  # or "cgroup v2 memory.peak" (profiler/adapters/process_memory.py)
+    gpu_peak_mib: float | None = None     # its processes' GPU memory peak (NVML accounting)
+    gpu_not_measured: str | None = None   # why there is no GPU figure (no CUDA device, accounting off)
     counted_wall_s: float | None = None   # the counted run (injected counter: slower)
 
 

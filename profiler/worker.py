@@ -878,6 +878,9 @@ def run_job(job: dict) -> RateResult:
                 got["interop"] = gpu["interop"]
             items = with_gpu_results(items, gpu.get("verify", {}))
             got["gpu_device"] = gpu["nvml"]
+            if cond.timing.min_gpu_memory:
+                missing["min_gpu_memory"] = ("not-requested", "verify: the minimum GPU memory is searched by "
+                                             "profile, not over the submitted bitstreams")
         else:
             _emit(event="cuda")
             worker["rlimit_data_lifted"] = _lift_data_limit()

@@ -80,6 +80,7 @@ def _measured(item: dict) -> bool:
     return item["decoded_ok"] and item["decoded_bit_exact"] and item["encoder_identical"] and not item["problems"]
 
 
+@pytest.mark.slow
 def test_check_with_bitstreams_verifies_the_delivery(tiny_delivery, capsys):
     d = tiny_delivery
     rc, data, _ = _run("check", CODECS / "tiny", d, d["bits"], d["tmp"] / "check-ok", capsys)
@@ -109,9 +110,13 @@ def test_check_with_bitstreams_verifies_the_delivery(tiny_delivery, capsys):
     assert {r["id"]: r["status"] for r in data["rules"]}["decoded.match"] == "fail"
 
 
-def test_check_delivery_options_need_bitstreams(tiny_delivery, capsys):
-    rc = main(["check", str(CODECS / "tiny"), "--decoded", str(tiny_delivery["bits"])])
-    assert rc == 2 and "--decoded" in capsys.readouterr().err
+def test_check_delivery_options_need_bitstreams(tmp_path, capsys):
+    rc = main(["check", str(CODECS / "tiny"), "--decoded", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--decoded" in err and "only with --bitstreams" in err
+    rc = main(["check", str(CODECS / "tiny"), "--bitstreams", str(tmp_path), "--images", str(tmp_path),
+               "--originals", str(tmp_path)])
+    assert rc == 2 and "--originals or --images, not both" in capsys.readouterr().err
 
 
 def _failed_items_only(data: dict, bad: Path, word: str, failed: dict) -> None:
@@ -129,6 +134,7 @@ def _failed_items_only(data: dict, bad: Path, word: str, failed: dict) -> None:
     assert all(_measured(i) for k, i in items.items() if k not in failed), items
 
 
+@pytest.mark.slow
 def test_a_decoder_that_crashes_on_one_bitstream_fails_that_item_only(tiny_delivery, capsys, tmp_path):
     # decoder_crashes: a NULL read (SIGSEGV) at 0.5 bpp, os._exit(0) at 1 bpp, on a corrupt bitstream.
     d = tiny_delivery
@@ -151,10 +157,11 @@ def test_a_decoder_that_crashes_on_one_bitstream_fails_that_item_only(tiny_deliv
     assert {r["id"]: r["status"] for r in data["rules"]}["decoded.match"] == "fail"
 
 
+@pytest.mark.slow
 def test_a_decoder_that_hangs_on_one_bitstream_fails_that_item_only(tiny_delivery, capsys, tmp_path):
     d = tiny_delivery
     bad = _corrupted(d)
-    cfg = _config(tmp_path, timeout_s=40)
+    cfg = _config(tmp_path, timeout_s=60)   # the hang waits this out once
     rc, data, _ = _run("verify", CODECS / "decoder_hangs", d, bad, tmp_path / "out", capsys, cfg)
     assert rc == 1
-    _failed_items_only(data, bad, "timeout", {("b", 0.5): "timed out after 40 s"})
+    _failed_items_only(data, bad, "timeout", {("b", 0.5): "timed out after 60 s"})

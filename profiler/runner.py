@@ -504,7 +504,11 @@ def _sigterm_unwinds():
 
 # The events a worker sends (profiler/worker.py `_emit`); the runner's own (rate, rate_done, resume) never
 # come from a worker.
-WORKER_EVENTS = ("start", "image", "resolutions", "cuda")
+WORKER_EVENTS = ("start", "image", "resolutions", "cuda", "step")
+# Steps of one picture or delivery item (`step` events): what the worker was doing when it died.
+ITEM_STEPS = {"encode": "the re-encode of the original", "decode": "the decode of this bitstream",
+              "repeats": "the warm-up and timed runs of this bitstream",
+              "cuda": "the GPU decode of this bitstream"}
 
 
 def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
@@ -512,9 +516,52 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
     """One rate point in a fresh worker process under the limits of `cond.worker`.
 
     `job_extra` is added to the worker's job: `delivery` (verify: the rate's bitstream and decoded-picture
-    folders) or `write_bitstreams` (a folder to write the delivery layout into)."""
+    folders; see `run_delivery_rate`) or `write_bitstreams` (a folder to write the delivery layout into)."""
+    if job_extra and job_extra.get("delivery") is not None:
+        return run_delivery_rate(sub, rate_index, cond, devices, progress, seed, job_extra)
+    return _run_worker(sub, rate_index, cond, devices, progress, seed, job_extra)[0]
+
+
+def run_delivery_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
+                      progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None) -> RateResult:
+    """A delivery's rate point (verify): a worker that dies on one item fails that item only.
+
+    The worker appends each finished item to a file that outlives it (`delivery.partial`, JSON lines).
+    When it crashes, hangs past `worker.timeout_s` or goes over the memory limit while on an item (its
+    progress events name the item and the step), that item is recorded as failed with the reason, and a
+    fresh worker, under the same limits, takes the finished items from the file (not measured again),
+    skips the failed ones and measures the rest; its result is the rate point's. Each item's figures
+    come from one worker's own calls: nothing measured is mixed across processes. A worker that dies
+    outside an item, or twice on the same one, fails the rate point as `run_rate` does.
+    """
+    failed: dict[str, dict[str, dict]] = {"cpu": {}, "cuda": {}}
+    restarts: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="jpegai-delivery-") as keep:
+        partial = Path(keep) / "items.jsonl"
+        while True:
+            delivery = {**job_extra["delivery"], "partial": str(partial), "failed": failed}
+            result, item, ex = _run_worker(sub, rate_index, cond, devices, progress, seed,
+                                           {**job_extra, "delivery": delivery})
+            if item is None or item["name"] in failed[item["phase"]]:
+                break
+            where = ITEM_STEPS.get(item.get("step") or "", "the measurement of this item")
+            kind, reason = failure_reason(ex, where)
+            failed[item["phase"]][item["name"]] = {"kind": kind, "reason": reason}
+            restarts.append(f"{item['name']}" + (" (GPU)" if item["phase"] == "cuda" else "")
+                            + f": {reason}; restarted without it")
+    if restarts:
+        result = result.model_copy(update={"worker": result.worker.model_copy(update={"restarts": restarts})})
+    return result
+
+
+def _run_worker(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
+                progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None
+                ) -> tuple[RateResult, dict | None, WorkerExit]:
+    """One worker: (its RateResult or the failed one, the item it was on when it died without a result
+    ({"name", "phase": cpu|cuda, "step"}, else None), how it exited)."""
     rate = next(r for r in sub.rates if r.index == rate_index)
     last_event: list[str] = []
+    current: dict = {}
 
     def on_progress(line: str) -> None:
         # Only the worker writes this pipe; still, an event is taken field by field, never passed on whole.
@@ -525,13 +572,25 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
         if not isinstance(event, dict) or event.get("event") not in WORKER_EVENTS:
             return
         kind = event["event"]
+        if kind == "step":
+            step = event.get("part")
+            if current and step in ITEM_STEPS:
+                current["step"] = step
+            elif step == "done":
+                current.clear()
+            return
         info: dict = {"rate": rate.target_bpp}
         if kind == "image":
             if not isinstance(event.get("name"), str):
                 return
             info.update(name=event["name"][:200], n=event.get("n") if isinstance(event.get("n"), int) else None)
-        elif kind == "start" and isinstance(event.get("images"), int):
-            info["images"] = event["images"]
+            current.clear()
+            current.update(name=info["name"], phase="cuda" if event.get("phase") == "cuda" else "cpu",
+                           step="cuda" if event.get("phase") == "cuda" else None)
+        else:
+            current.clear()
+            if kind == "start" and isinstance(event.get("images"), int):
+                info["images"] = event["images"]
         last_event.append(f"image {info['name']}" if kind == "image" else kind)
         progress(kind, info)
 
@@ -557,12 +616,13 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
             worker = WorkerInfo.model_validate({**result.worker.model_dump(mode="json"),
                                                 **{k: v for k, v in worker_info.items() if v is not None}})
             error = None if result.error is None else result.error.model_copy(update={"stderr_tail": ex.stderr_tail})
-            return result.model_copy(update={"worker": worker, "error": error})
+            return result.model_copy(update={"worker": worker, "error": error}), None, ex
     kind, reason = failure_reason(ex, last_event[-1] if last_event else None)
-    return RateResult(index=rate.index, target_bpp=rate.target_bpp, status="failed",
-                      error=ErrorRecord(kind=kind, stage=last_event[-1] if last_event else "worker start",
-                                        message=reason, stderr_tail=ex.stderr_tail),
-                      worker=WorkerInfo.model_validate({**worker_info, "wall_s": ex.wall_s}))
+    return (RateResult(index=rate.index, target_bpp=rate.target_bpp, status="failed",
+                       error=ErrorRecord(kind=kind, stage=last_event[-1] if last_event else "worker start",
+                                         message=reason, stderr_tail=ex.stderr_tail),
+                       worker=WorkerInfo.model_validate({**worker_info, "wall_s": ex.wall_s})),
+            dict(current) if current.get("name") else None, ex)
 
 
 def new_report(sub: Submission, cond: TestConditions, options: dict) -> Report:

@@ -146,7 +146,12 @@ def _process_runs(codec, fn, reps: int) -> dict:
         fn()
     runs = codec.runs[start:]
     rss = [r["maxrss_mib"] for r in runs if r.get("maxrss_mib") is not None]
-    return {"stats": timing.summarize([r["wall_s"] for r in runs]), "peak_rss_mib": max(rss) if rss else None}
+    gpu = [r["gpu_peak_mib"] for r in runs if r.get("gpu_peak_mib") is not None]
+    sources = sorted({r["peak_source"] for r in runs if r.get("peak_source")})
+    notes = [r["gpu_note"] for r in runs if r.get("gpu_note")]
+    return {"stats": timing.summarize([r["wall_s"] for r in runs]), "peak_rss_mib": max(rss) if rss else None,
+            "peak_source": ", ".join(sources) or "wait4 ru_maxrss", "gpu_peak_mib": max(gpu) if gpu else None,
+            "gpu_note": notes[0] if notes else ""}
 
 
 def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: float | None = None,
@@ -166,11 +171,13 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
     interop_entry = None
     program = bool(getattr(codec, "runs_as_program", False))
     with torch.no_grad():
+        _emit(event="step", part="encode")     # what the runner names if the worker dies here
         own_bits, enc_count = _counted(codec, "encode", x)
         own_bits = _check_bitstream(own_bits)
         bits = own_bits if submitted is None else submitted
         if program:
             codec.size_hint = (img.width, img.height)
+        _emit(event="step", part="decode")
         x_hat, dec_count = _counted(codec, "decode", bits)
         x_hat = _check_decoded(x_hat, x)
         psnr = psnr_rgb(x, x_hat)
@@ -181,6 +188,7 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
             interop_entry = compare_image(img, x, bits, x_hat, proxy_decoder(codec), "cpu")
         del x_hat   # not held during the memory peaks below
 
+        _emit(event="step", part="repeats")
         for _ in range(max(0, cond.timing.warmup - 1)):
             _call("encode", codec.encode, x)
             _call("decode", codec.decode, bits)
@@ -192,6 +200,8 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
             enc = _process_runs(codec, lambda: _call("encode", codec.encode, x), reps)
             dec = _process_runs(codec, lambda: _call("decode", codec.decode, bits), reps)
             extra["process"] = {part: {"timing": r["stats"].to_dict(w, h), "peak_rss_mib": r["peak_rss_mib"],
+                                       "peak_source": r["peak_source"], "gpu_peak_mib": r["gpu_peak_mib"],
+                                       "gpu_not_measured": r["gpu_note"] if r["gpu_peak_mib"] is None else None,
                                        "counted_wall_s": counted.get(part)}
                                 for part, r in (("encode", enc), ("decode", dec))}
         else:
@@ -261,21 +271,27 @@ def _cuda_image(codec, img: TestImage, cond: TestConditions, device, model_mib: 
         else:
             def fn():
                 return _call("decode", codec.decode, bits)
-        memory.cuda_peak_begin(device)
-        start = torch.cuda.memory_allocated(device)
-        events, walls = timing.time_cuda_both(fn, cond.timing.repeats)[:2]   # the last output not kept
-        mem = memory.cuda_peak_end(device, start)
+        step_times[step], mem = _cuda_timed(fn, cond, device, w, h, uuid, nvml_index)
         mem["model_allocated_mib"] = model_mib
-        snap = memory.nvml_snapshot(uuid, nvml_index)
-        mem["nvml_used_mib"] = snap.get("used_mib")
-        stats = timing.summarize(events)
-        wall = timing.summarize(walls)
-        step_times[step] = {**stats.to_dict(w, h), "host_wall_median_s": wall.median_s,
-                            "host_wall_values_s": list(wall.values_s),
-                            "event_wall_gap": timing.event_wall_gap(stats.median_s, wall.median_s),
-                            "sm_clock_mhz": snap.get("sm_clock_mhz")}
         step_mem[step] = mem
     return step_times, step_mem
+
+
+def _cuda_timed(fn, cond: TestConditions, device, w: int, h: int, uuid: str | None,
+                nvml_index: int | None) -> tuple[dict, dict]:
+    """`repeats` event-timed calls of one part (host wall time beside them) with the cache emptied and the
+    allocator's peak reset before, NVML's device view after: (timing stats, memory peaks) as dicts."""
+    memory.cuda_peak_begin(device)
+    start = torch.cuda.memory_allocated(device)
+    events, walls = timing.time_cuda_both(fn, cond.timing.repeats)[:2]   # the last output not kept
+    mem = memory.cuda_peak_end(device, start)
+    snap = memory.nvml_snapshot(uuid, nvml_index)
+    mem["nvml_used_mib"] = snap.get("used_mib")
+    stats = timing.summarize(events)
+    wall = timing.summarize(walls)
+    return ({**stats.to_dict(w, h), "host_wall_median_s": wall.median_s, "host_wall_values_s": list(wall.values_s),
+             "event_wall_gap": timing.event_wall_gap(stats.median_s, wall.median_s),
+             "sm_clock_mhz": snap.get("sm_clock_mhz")}, mem)
 
 
 def _measure_cuda(codec, images: list[TestImage], cond: TestConditions, device, uuid: str | None,
@@ -356,7 +372,8 @@ def _lift_data_limit() -> bool:
 
 
 def _gpu_phase(codec, build, rate, images: list[TestImage], cond: TestConditions,
-               devices: list[str], seed: int = 0) -> tuple[dict, dict[str, tuple[str, str]]]:
+               devices: list[str], seed: int = 0, submitted: dict | None = None
+               ) -> tuple[dict, dict[str, tuple[str, str]]]:
     """Everything measured on the GPU, after the CPU figures: its own phase.
 
     In order: the GPU settings of profile.toml applied (and recorded), NVML's used memory of every device
@@ -366,6 +383,10 @@ def _gpu_phase(codec, build, rate, images: list[TestImage], cond: TestConditions
     that fails on CUDA, a device-side assert, a codec that ignores the device) is recorded as
     not_measured["gpu"] with the reason; what was measured before it is kept, and the CPU figures are
     never touched. Returns (values for the rate point, not-measured entries).
+
+    With `submitted` (verify: `_submitted_items`), the CUDA instance decodes the delivery's bitstreams
+    instead (`_cuda_verify`: each against the CPU's picture, timed, its peaks) and those comparisons are
+    the interoperability entries; the suite's own pictures are not encoded and no minimum is searched.
     """
     out: dict[str, Any] = {}
     missing: dict[str, tuple[str, str]] = {}
@@ -405,6 +426,14 @@ def _gpu_phase(codec, build, rate, images: list[TestImage], cond: TestConditions
             return out, missing
         torch.cuda.synchronize(device)
         nvml["nvml_used_after_mib"]["build"] = memory.nvml_snapshot(uuid, index).get("used_mib")
+        if submitted is not None:
+            stage = "GPU decode of the submitted bitstreams"
+            out["verify"], entries = _cuda_verify(codec, codec_cuda, submitted, cond, device, uuid, index)
+            out["interop"] = {"pair": "cpu→cuda", "proxy": False, "images": entries,
+                              "note": "the submitted bitstreams, decoded on the CPU and on the GPU",
+                              "a_runs": "a CPU decode of each submitted bitstream, untimed"}
+            nvml["nvml_used_after_mib"]["verify"] = memory.nvml_snapshot(uuid, index).get("used_mib")
+            return out, missing
         stage = "cpu→cuda interoperability decode"
         out["interop"] = measure_interop(codec, build, rate, images, devices, None, codec_b=codec_cuda,
                                          cuda_present=True)
@@ -428,7 +457,8 @@ def _gpu_phase(codec, build, rate, images: list[TestImage], cond: TestConditions
             missing.setdefault("interop", ("failed", f"cpu→cuda not measured: {stage} failed: {str(exc)[:300]}"))
     except Exception as exc:
         missing["gpu"] = ("failed", f"{stage}: {type(exc).__name__}: {str(exc)[:500]}")
-        if stage in ("CUDA start-up", "build on cuda", "cpu→cuda interoperability decode"):
+        if stage in ("CUDA start-up", "build on cuda", "cpu→cuda interoperability decode",
+                     "GPU decode of the submitted bitstreams"):
             missing.setdefault("interop", ("failed", f"cpu→cuda not measured: {stage} failed: "
                                            f"{type(exc).__name__}: {str(exc)[:300]}"))
     finally:
@@ -558,6 +588,176 @@ def _write_delivery(root: Path, target_bpp: float, img: TestImage, extra: dict) 
     Image.fromarray(arr, "RGB").save(folder / f"{img.name}.png")
 
 
+def _restored(delivery: dict, phase: str) -> dict[str, dict]:
+    """The items an earlier worker of this rate point finished (runner.run_delivery_rate), by name."""
+    path = delivery.get("partial")
+    out: dict[str, dict] = {}
+    if not path or not Path(path).is_file():
+        return out
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue          # a line cut short by the death of the worker writing it
+        if isinstance(rec, dict) and rec.get("phase") == phase and isinstance(rec.get("name"), str):
+            out[rec["name"]] = rec
+    return out
+
+
+def _keep(delivery: dict, rec: dict) -> None:
+    """One finished item appended to the file that outlives this worker (one line, written at once)."""
+    path = delivery.get("partial")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+
+def _delivery_record(codec, img: TestImage, cond: TestConditions, baseline_mib: float | None, proxy: bool,
+                     delivery: dict, target_bpp: float) -> dict:
+    """One item of the delivery measured on the CPU: {"phase", "name", "item", "picture", "interop"}.
+
+    An item on which an earlier worker died (`delivery.failed.cpu`, from the runner) is not run again:
+    it fails with that worker's end as its one line, naming the bitstream file."""
+    item, submitted = _delivery_item(delivery, img, target_bpp)
+    rec: dict = {"phase": "cpu", "name": img.name, "item": item, "picture": None, "interop": None}
+    failed = ((delivery.get("failed") or {}).get("cpu") or {}).get(img.name)
+    if failed is not None:
+        item["problems"].append(f"{item['bitstream']}: {failed['kind']}: {failed['reason']}")
+        item["failure"] = failed["kind"]
+        return rec
+    if submitted is None:
+        return rec
+    try:
+        picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy,
+                                               submitted=submitted)
+    except SubmissionError as exc:
+        item["problems"].append(f"{item['bitstream']}: {exc}".splitlines()[0])
+        return rec
+    rec.update(item=_verify_item(item, picture, extra, delivery, img), picture=picture, interop=entry)
+    return rec
+
+
+def _submitted_items(delivery: dict, images: list[TestImage], items: list[dict]) -> dict:
+    """What the GPU decodes in a verification: the bitstreams the CPU decoded, read again from their files,
+    and the items an earlier worker died on in the GPU phase (`failed`)."""
+    by_name = {i["original"]: i for i in items}
+    todo = []
+    for img in images:
+        it = by_name.get(img.name)
+        if it is None or not it.get("decoded_ok"):
+            continue
+        path = Path(it["bitstream"])
+        try:
+            bits = path.read_bytes()
+        except OSError:
+            continue
+        todo.append({"img": img, "bits": bits, "path": str(path)})
+    return {"items": todo, "delivery": delivery,
+            "failed": ((delivery.get("failed") or {}).get("cuda") or {})}
+
+
+def _cuda_verify(codec, codec_cuda, submitted: dict, cond: TestConditions, device, uuid: str | None,
+                 nvml_index: int | None) -> tuple[dict[str, dict], list[dict]]:
+    """Each submitted bitstream decoded on the GPU: ({name: VerifyGpu dict}, interoperability entries).
+
+    Per item: the CPU picture again (an untimed CPU decode: the CPU figures are the CPU phase's, and no
+    earlier picture is held during the GPU's peaks), the GPU decode (the first warm-up) compared with it
+    (`interop.compare_image`: largest difference in [0, 1] and in 8-bit code values, PSNR between the two
+    8-bit pictures, quality against the original), the remaining warm-ups, then the timed decodes and the
+    peaks (`_cuda_timed`). Items finished by an earlier worker are taken from its file; one it died on
+    fails with that worker's end."""
+    from .delivery import difference
+
+    delivery = submitted["delivery"]
+    restored = _restored(delivery, "cuda")
+    results: dict[str, dict] = {}
+    entries: list[dict] = []
+    with torch.no_grad():
+        for n, s in enumerate(submitted["items"]):
+            img, bits, path = s["img"], s["bits"], s["path"]
+            rec = restored.get(img.name)
+            if rec is None:
+                failed = submitted["failed"].get(img.name)
+                if failed is not None:
+                    rec = {"phase": "cuda", "name": img.name,
+                           "gpu": {"device": str(device), "problem": f"{path}: {failed['kind']}: {failed['reason']}"},
+                           "interop": {"name": img.name, "width": img.width, "height": img.height,
+                                       "bytes": len(bits), "decode_error_b": failed["reason"]}}
+                else:
+                    _emit(event="image", name=img.name, n=n, phase="cuda")
+                    rec = {"phase": "cuda", "name": img.name,
+                           **_cuda_verify_item(codec, codec_cuda, img, bits, path, cond, device, uuid,
+                                               nvml_index, difference)}
+                _keep(delivery, rec)
+            results[img.name] = rec["gpu"]
+            entries.append(rec["interop"])
+    _emit(event="step", part="done")
+    return results, entries
+
+
+def _cuda_verify_item(codec, codec_cuda, img: TestImage, bits: bytes, path: str, cond: TestConditions, device,
+                      uuid: str | None, nvml_index: int | None, difference) -> dict:
+    """{"gpu": VerifyGpu dict, "interop": InteropImage dict} of one submitted bitstream (`_cuda_verify`)."""
+    x = img.tensor("cpu")
+    gpu: dict = {"device": str(device)}
+    try:
+        x_a = _check_decoded(_call("decode", codec.decode, bits), x)
+    except SubmissionError as exc:
+        gpu["problem"] = f"{path}: the CPU decode failed before the GPU's: {exc}".splitlines()[0]
+        return {"gpu": gpu, "interop": {"name": img.name, "width": img.width, "height": img.height,
+                                        "error_a": str(exc).splitlines()[0]}}
+    held: dict = {}
+
+    def decode_b(b: bytes) -> torch.Tensor:
+        y = codec_cuda.decode(b)
+        torch.cuda.synchronize(device)
+        held["x_b"] = y
+        return y
+
+    entry = compare_image(img, x, bits, x_a, decode_b, device)
+    if entry.get("decode_error_b") or "x_b" not in held:
+        gpu["problem"] = f"{path}: the GPU decode failed: {entry.get('decode_error_b', 'no picture')}".splitlines()[0]
+        return {"gpu": gpu, "interop": entry}
+    a8 = to_uint8(x_a.detach().float().cpu())[0].permute(1, 2, 0).numpy()
+    b8 = to_uint8(held.pop("x_b").detach().float().cpu())[0].permute(1, 2, 0).numpy()
+    diff, psnr = difference(a8, b8)
+    del x_a, a8, b8
+    gpu.update(decoded_ok=True, bit_exact_vs_cpu=diff == 0, max_abs_diff_vs_cpu=diff,
+               max_abs_diff_float=entry.get("max_abs_diff"), psnr_vs_cpu_db=psnr,
+               psnr_rgb=(entry.get("b") or {}).get("psnr_rgb"))
+
+    def fn():
+        return _call("decode", codec_cuda.decode, bits)
+
+    try:
+        for _ in range(max(0, cond.timing.warmup - 1)):
+            fn()
+        gpu["timing"], gpu["memory"] = _cuda_timed(fn, cond, device, img.width, img.height, uuid, nvml_index)
+    except Exception as exc:
+        gpu["problem"] = f"{path}: the timed GPU decodes failed: {type(exc).__name__}: {exc}".splitlines()[0]
+    return {"gpu": gpu, "interop": entry}
+
+
+def with_gpu_results(items: list[dict], results: dict[str, dict]) -> list[dict]:
+    """The items with their GPU decode (new dicts; the items handed in are not changed)."""
+    return [{**i, "gpu": results[i["original"]]} if i["original"] in results else i for i in items]
+
+
+def with_gpu_not_measured(items: list[dict], gpu_missing: tuple[str, str] | None) -> list[dict]:
+    """Each item without a GPU decode says why (never a zero): the rate point's reason (no CUDA device,
+    not requested, the GPU phase failed), else that the CPU did not decode it (nothing to compare)."""
+    out = []
+    for i in items:
+        if i.get("gpu") is not None:
+            out.append(i)
+        elif gpu_missing is not None:
+            out.append({**i, "gpu_not_measured": {"code": gpu_missing[0], "reason": gpu_missing[1]}})
+        else:
+            out.append({**i, "gpu_not_measured": {"code": "failed", "reason": "not decoded on the CPU: "
+                                                  "no CPU picture to compare the GPU's with"}})
+    return out
+
+
 def run_job(job: dict) -> RateResult:
     """Measure one rate point. Steps return values; only here are they assembled into the RateResult,
     once, at the end: on a failure the figures measured before it are kept beside the error."""
@@ -624,28 +824,27 @@ def run_job(job: dict) -> RateResult:
         delivery = job.get("delivery")
         write_dir = job.get("write_bitstreams")
         items = []
+        restored = _restored(delivery, "cpu") if delivery is not None else {}
         for n, img in enumerate(images):
             _emit(event="image", name=img.name, n=n)
             if delivery is not None:
-                item, submitted = _delivery_item(delivery, img, rate.target_bpp)
-                if submitted is None:
-                    items.append(item)
-                    continue
-                try:
-                    picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy,
-                                                           submitted=submitted)
-                except SubmissionError as exc:
-                    item["problems"].append(f"{item['bitstream']}: {exc}".splitlines()[0])
-                    items.append(item)
-                    continue
-                items.append(_verify_item(item, picture, extra, delivery, img))
-            else:
-                picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy)
-                if write_dir:
-                    _write_delivery(Path(write_dir), rate.target_bpp, img, extra)
+                rec = restored.get(img.name)
+                if rec is None:   # not finished by an earlier worker of this rate point: measured here
+                    rec = _delivery_record(codec, img, cond, baseline_mib, proxy, delivery, rate.target_bpp)
+                    _keep(delivery, rec)
+                items.append(rec["item"])
+                if rec["picture"] is not None:
+                    pictures.append(rec["picture"])
+                if rec["interop"] is not None:
+                    proxy_entries.append(rec["interop"])
+                continue
+            picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy)
+            if write_dir:
+                _write_delivery(Path(write_dir), rate.target_bpp, img, extra)
             pictures.append(picture)
             if entry is not None:
                 proxy_entries.append(entry)
+        _emit(event="step", part="done")
         if delivery is not None:
             got["verification"] = items
 
@@ -674,6 +873,22 @@ def run_job(job: dict) -> RateResult:
             missing["gpu"] = ("not-requested", "not requested: --device cpu")
         elif not cuda_seen:
             missing["gpu"] = ("no-device", "no CUDA device")
+        elif delivery is not None:
+            # verify: the submitted bitstreams decoded on the GPU, each against the CPU's picture.
+            _emit(event="cuda")
+            worker["rlimit_data_lifted"] = _lift_data_limit()
+            gpu, nm = _gpu_phase(codec, build, rate, images, cond, list(devices), seed,
+                                 submitted=_submitted_items(delivery, images, items))
+            missing.update(nm)
+            if "gpu_settings" in gpu:
+                got["environment"] = {**got["environment"], "gpu_settings": gpu["gpu_settings"]}
+            if "interop" in gpu:
+                got["interop"] = gpu["interop"]
+            items = with_gpu_results(items, gpu.get("verify", {}))
+            got["gpu_device"] = gpu["nvml"]
+            if cond.timing.min_gpu_memory:
+                missing["min_gpu_memory"] = ("not-requested", "verify: the minimum GPU memory is searched by "
+                                             "profile, not over the submitted bitstreams")
         else:
             _emit(event="cuda")
             worker["rlimit_data_lifted"] = _lift_data_limit()
@@ -693,6 +908,9 @@ def run_job(job: dict) -> RateResult:
                 got["min_gpu_memory"] = gpu["min"]
             if "timing" in gpu:   # the device's NVML view, beside the GPU figures it belongs to
                 got["gpu_device"] = gpu["nvml"]
+        if delivery is not None:
+            items = with_gpu_not_measured(items, missing.get("gpu"))
+            got["verification"] = items
     except SubmissionError as exc:
         got["status"] = "failed"
         got["error"] = (_memory_error(str(exc), cond.worker.memory_limit_mib, exc.traceback_text)

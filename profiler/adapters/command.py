@@ -15,10 +15,12 @@ directory, with the suite's root on PYTHONPATH, stdout discarded and the last li
 
 What is measured of a program, and where it goes:
 - **whole-process time and peak memory** of each call (`runs`): wall time from the start of the process
-  to its exit (`os.wait4`), and the kernel's high-water mark of its resident memory (`ru_maxrss` of the
-  child, which covers the children it waited for). They include interpreter start, imports and weight
-  loading, and the worker reports them in their own fields (`images[].process`), never in the
-  in-process columns.
+  to its exit (`os.wait4`), and the process tree's peak memory from the kernel, never polled
+  (profiler/adapters/process_memory.py: cgroup v2 `memory.peak` where a child cgroup can be made, else
+  `ru_maxrss` of the waited child, which covers the children it waited for), and the GPU memory of its
+  processes from NVML's accounting where a device exists (else not measured, with the reason). They
+  include interpreter start, imports and weight loading, and the worker reports them in their own fields
+  (`images[].process`), never in the in-process columns.
 - **MACs**: when the command's program is a Python interpreter (`{python}`, or `python…` found on PATH)
   that can import torch and the suite's counter, a `sitecustomize.py` on PYTHONPATH (a temporary folder)
   starts the dispatch-level counter before the codec's code runs and writes the count per module as JSON
@@ -101,40 +103,68 @@ def is_python(program: str) -> bool:
     return program == "{python}" or bool(_PYTHON_RE.match(Path(program).name))
 
 
-def run_process(argv: list[str], cwd: Path, env: dict, timeout_s: float) -> dict:
+def run_process(argv: list[str], cwd: Path, env: dict, timeout_s: float, measure: bool = True) -> dict:
     """Run one command as a whole process (its own group; killed with it on timeout).
 
-    Returns {"wall_s", "maxrss_mib", "returncode", "stderr_tail", "timed_out"}; never raises for what
-    the program does.
+    Returns {"wall_s", "maxrss_mib", "peak_source", "gpu_peak_mib", "gpu_note", "returncode",
+    "stderr_tail", "timed_out"}; never raises for what the program does. `maxrss_mib` is the process
+    tree's peak from the kernel (profiler/adapters/process_memory.py: cgroup v2 `memory.peak` where a
+    child cgroup can be made, else `wait4`'s ru_maxrss) and `gpu_peak_mib` its processes' GPU peak from
+    NVML's accounting (None where not measured, `gpu_note` says why). With `measure=False` (the suite's
+    own probes) only wait4 is used.
     """
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, start_new_session=True)
-        timed_out = threading.Event()
+    from . import process_memory as pm
 
-        def kill() -> None:
-            timed_out.set()
+    group = pm.open_cgroup() if measure else None
+    gpu = pm.gpu_begin() if measure else {"reason": "not measured (a probe of the suite)"}
+    figures = None
+    try:
+        with tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory(prefix="jpegai-wait4-") as w4:
+            w4_out = Path(w4) / "wait4.json"
+            # In a cgroup, memory.peak is the tree's; else the launcher's wait4 (never the worker's own RSS,
+            # which a child forked straight from it would carry: process_memory's docstring).
+            launch = group.wrap(argv) if group is not None else pm.wait4_wrap(argv, w4_out)
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(launch, cwd=cwd, env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                    start_new_session=True)
+            timed_out = threading.Event()
+
+            def kill() -> None:
+                timed_out.set()
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+            timer = threading.Timer(timeout_s, kill)
+            timer.start()
             try:
+                _, status, usage = os.wait4(proc.pid, 0)
+            finally:
+                timer.cancel()
+            wall = time.perf_counter() - t0
+            proc.returncode = os.waitstatus_to_exitcode(status)   # reaped here: Popen must not wait again
+            try:   # anything it left running in its group
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-
-        timer = threading.Timer(timeout_s, kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)   # reaped here: Popen must not wait again
-        try:   # anything it left running in its group
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        err.seek(0)
-        tail = deque(err.read().decode(errors="replace").splitlines(), maxlen=STDERR_TAIL_LINES)
-    return {"wall_s": wall, "maxrss_mib": usage.ru_maxrss / 1024.0, "returncode": proc.returncode,
+            err.seek(0)
+            tail = deque(err.read().decode(errors="replace").splitlines(), maxlen=STDERR_TAIL_LINES)
+            figures = pm.read_wait4(w4_out) if group is None else None
+        peak = group.peak_mib() if group is not None else None
+    finally:
+        if group is not None:
+            group.close()
+        gpu_peak, gpu_note = pm.gpu_end(gpu)
+    if peak is not None:
+        source, rss = "cgroup v2 memory.peak", peak
+    elif figures is not None:
+        source, rss, wall = "wait4 ru_maxrss", figures["maxrss_mib"], figures["wall_s"]
+    else:   # killed before the launcher wrote its figures (the launcher's own carry the worker's RSS)
+        source, rss = "not measured: the command did not finish", None
+    return {"wall_s": wall, "maxrss_mib": rss,
+            "peak_source": source, "gpu_peak_mib": gpu_peak, "gpu_note": gpu_note, "returncode": proc.returncode,
             "stderr_tail": "\n".join(tail), "timed_out": timed_out.is_set()}
 
 
@@ -238,7 +268,7 @@ class CommandCodec:
                     checked[exe] = f"{exe} not found on PATH"
                 else:
                     r = run_process([found, "-c", "import torch, profiler.counting.engine"], self.cwd, self._env(),
-                                    min(self.timeout_s, 120.0))
+                                    min(self.timeout_s, 120.0), measure=False)
                     checked[exe] = None if r["returncode"] == 0 else (
                         f"{exe} cannot import torch and the suite's counter (exit {r['returncode']}): "
                         + (r["stderr_tail"].splitlines() or [""])[-1])
@@ -253,7 +283,8 @@ class CommandCodec:
             count_out.unlink(missing_ok=True)
         r = run_process(argv, self.cwd, self._env(count_out, "encoder" if part == "encode" else "decoder"),
                         self.timeout_s)
-        self.runs.append({"part": part, "counted": count_out is not None, **{k: r[k] for k in ("wall_s", "maxrss_mib")}})
+        self.runs.append({"part": part, "counted": count_out is not None,
+                          **{k: r[k] for k in ("wall_s", "maxrss_mib", "peak_source", "gpu_peak_mib", "gpu_note")}})
         if r["timed_out"]:
             raise CommandError(f"{part} command timed out after {self.timeout_s:g} s: {' '.join(argv)}\n{r['stderr_tail']}")
         if r["returncode"] != 0:

@@ -8,6 +8,11 @@ is written to `--out` (default `reports/<codec-slug>/check/`, so a full profile'
 
 `check --report report.json` applies the rules to an existing report without measuring anything.
 
+`check SUBMISSION_DIR --bitstreams DIR [--decoded DIR] [--originals DIR|builtin] [--model-sha256 FILE]`
+checks a delivery the way `verify` does (profiler/cli/verify.py: the submitted bitstreams decoded and
+compared, the originals re-encoded, the delivery's rules applied), under check's conditions (one timed
+repeat, no extra warm-up); the report goes to `reports/<codec-slug>/check/` unless `--out` says otherwise.
+
 Exit status: 0 every mandatory rule passes; 1 a mandatory rule fails or could not be measured; 2 bad
 input (a missing directory, a malformed manifest, config or rule).
 """
@@ -38,6 +43,11 @@ def parser() -> ArgParser:
     p.add_argument("--repeats", type=int, default=None, help="timed runs per image (default 1)")
     p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                    help="where to run: cpu, cuda, or all available (default)")
+    from .verify import add_delivery_options
+
+    add_delivery_options(p, required=False)
+    p.add_argument("--originals", type=str, default=None,
+                   help="with --bitstreams: 'builtin' or a folder ORIGINALS/<stem>.png (as --images)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -72,21 +82,39 @@ def _run(args, held: contextlib.ExitStack) -> int:
         from ..outdir import prepare_out
         from ..runner import profile
         from ..submission import load_submission, slug
+        from .verify import prepare_delivery, print_problems
 
+        if args.bitstreams is None:
+            for opt, value in (("--decoded", args.decoded), ("--model-sha256", args.model_sha256),
+                               ("--originals", args.originals)):
+                if value is not None:
+                    raise InputError("command line", opt, "only with --bitstreams (a delivery to check)")
+        elif args.images is not None and args.originals is not None:
+            raise InputError("command line", "--originals", "give --originals or --images, not both")
         sub = load_submission(args.submission)
         # One timed repeat, no extra warm-up (the counted run is the warm-up), every image.
-        cond = apply_overrides(cond, repeats=args.repeats or 1, warmup=1, images=args.images)
+        cond = apply_overrides(cond, repeats=args.repeats or 1, warmup=1,
+                               images=args.originals if args.originals is not None else args.images)
         out_dir = args.out or Path("reports") / slug(sub.codec) / "check"
         check_images(cond.images, cond.source)     # a bad picture set is bad input, before any worker
+        rate_indices = [r.index for r in sub.rates]
+        extra: dict = {}
+        if args.bitstreams is not None:            # a delivery: checked and run the way `verify` does
+            d = prepare_delivery(sub, cond, args.bitstreams, args.decoded, args.model_sha256)
+            rate_indices = d["rate_indices"]
+            extra = {"job_extra": d["jobs"], "verification": d["verification"]}
         out_lock = prepare_out(out_dir, sub.directory, sub.codec, explicit=args.out is not None, resume=False)
+        if args.bitstreams is not None:
+            print_problems(d["problems"])
 
         def progress(kind: str, info: dict) -> None:
             if kind == "rate":
                 err.print(f"checking {escape(sub.codec)} @ {info['rate']:g} bpp …", highlight=False)
 
         held.enter_context(out_lock)       # until the report and tables are written
-        report = profile(sub, cond, out_dir, [r.index for r in sub.rates], devices(args.device), progress,
-                         options={"check": True, "rates": [r.target_bpp for r in sub.rates]})
+        report = profile(sub, cond, out_dir, rate_indices, devices(args.device), progress,
+                         options={"check": True, "rates": [r.target_bpp for r in sub.rates if r.index in rate_indices]},
+                         **extra)
     verdict = assess(report, cond)
     report = report.model_copy(update={"compliance": verdict})
     if args.report is None:
@@ -98,9 +126,17 @@ def _run(args, held: contextlib.ExitStack) -> int:
         f"the run did not finish (run.state {report.run.state}): planned rate points not measured: "
         + (", ".join(f"{t:g}" for t in derive.missing_rates(report)) or "none")
         + " bpp; the summary figures cover only the rate points measured")
+    items = None
+    if report.verification is not None and args.report is None:
+        from .verify import item_lines
+
+        items = item_lines(report)
     if args.json:
         data = json.loads(verdict_render.to_json(verdict))
         data.update({"complete": unfinished is None, "missing_rates": derive.missing_rates(report)})
+        if items is not None:
+            data["items"] = [i.model_dump(mode="json") for i in items]
+            data["problems"] = [p.model_dump(mode="json") for p in report.verification.problems]
         print(json.dumps(data, indent=1))
     else:
         if unfinished:

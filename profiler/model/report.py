@@ -282,8 +282,10 @@ class ProcessRun(Frozen):
     start, imports and weight loading included, so never put beside or ranked against in-process times."""
 
     timing: TimingStats
-    peak_rss_mib: float | None = None     # max over the runs of the kernel's high-water mark (wait4 ru_maxrss)
-    peak_source: str = "wait4 ru_maxrss"
+    peak_rss_mib: float | None = None     # max over the runs of the process tree's peak from the kernel
+    peak_source: str = "wait4 ru_maxrss"  # or "cgroup v2 memory.peak" (profiler/adapters/process_memory.py)
+    gpu_peak_mib: float | None = None     # its processes' GPU memory peak (NVML accounting)
+    gpu_not_measured: str | None = None   # why there is no GPU figure (no CUDA device, accounting off)
     counted_wall_s: float | None = None   # the counted run (injected counter: slower)
 
 
@@ -363,6 +365,7 @@ class WorkerInfo(Frozen):
     pid: int | None = None
     wall_s: float | None = None
     rlimit_data_lifted: bool | None = None   # RLIMIT_DATA (soft) lifted before the GPU phase
+    restarts: list[str] = Field(default_factory=list)   # verify: a worker died on an item, which one, why
 
 
 class GpuSettings(Frozen):
@@ -379,6 +382,22 @@ class WorkerEnvironment(Frozen):
     env: dict[str, str | None] = Field(default_factory=dict)
     submission_imported: dict[str, str] = Field(default_factory=dict)
     gpu_settings: GpuSettings | None = None
+
+
+class VerifyGpu(Frozen):
+    """A submitted bitstream decoded on the GPU (verify on a CUDA machine): the GPU picture against the CPU
+    one (interoperability on the proponent's own bitstreams), against the original, timed, its peaks."""
+
+    device: str | None = None
+    decoded_ok: bool = False
+    problem: str = ""                           # one line naming the bitstream file, when it did not decode
+    bit_exact_vs_cpu: bool | None = None
+    max_abs_diff_vs_cpu: int | None = None      # 8-bit code values, GPU picture vs the CPU picture
+    max_abs_diff_float: float | None = None     # [0, 1] scale, before rounding to 8 bits
+    psnr_vs_cpu_db: float | None = None         # between the two 8-bit pictures (inf when identical)
+    psnr_rgb: float | None = None               # the GPU picture against the original
+    timing: TimingStats | None = None           # the decode, event-timed (host wall time beside)
+    memory: MemoryPeak | None = None
 
 
 class VerificationItem(Frozen):
@@ -400,6 +419,9 @@ class VerificationItem(Frozen):
     decoded_psnr_db: float | None = None        # between them (inf when identical)
     reencoded_bytes: int | None = None
     encoder_identical: bool | None = None       # the re-encoded bitstream has the submitted bytes
+    failure: Literal["crash", "timeout", "memory"] | None = None   # the worker died on this item (problems say how)
+    gpu: VerifyGpu | None = None
+    gpu_not_measured: NotMeasured | None = None     # why there is no GPU decode (e.g. no CUDA device)
 
 
 class RateResult(Frozen):

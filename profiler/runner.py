@@ -417,7 +417,7 @@ def _sigterm_unwinds():
 
 # The events a worker sends (profiler/worker.py `_emit`); the runner's own (rate, rate_done, resume) never
 # come from a worker.
-WORKER_EVENTS = ("start", "image", "resolutions", "cuda")
+WORKER_EVENTS = ("start", "image", "resolutions", "tasks", "cuda")
 
 
 def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],

@@ -31,7 +31,7 @@ import torch
 
 from . import memory, timing
 from .anchors import SR_SCALE, anchors_for, downscale
-from .counting import count_call
+from .counting import CountResult, OpCounter
 from .errors import InputError, SubmissionError
 from .taskspec import TaskSpec, load_task_entry, with_task_weights
 
@@ -69,10 +69,22 @@ def synthesis_scopes(per_module: dict, by_module: bool) -> list[str]:
 
 
 def _pipeline(fn: Callable[[], Any], roots: dict[str, torch.nn.Module], root_name: str, params: int,
-              repeats: int, baseline_mib: float | None) -> tuple[dict, Any]:
-    """Count fn once (as one call), then time it `repeats` times under a CPU peak. (entry dict, output)."""
-    out, c = count_call(fn, roots=roots, root_name=root_name)
-    del out
+              repeats: int, baseline_mib: float | None,
+              check: Callable[[CountResult], None] | None = None) -> tuple[dict, CountResult]:
+    """Count fn once (as one call), then time it `repeats` times under a CPU peak: (entry dict, count).
+    `check` sees the count first, even when the call raised (its complaint is the one reported)."""
+    counter = OpCounter(roots, root_name)
+    failure: SubmissionError | None = None
+    with counter:
+        try:
+            fn()
+        except SubmissionError as exc:
+            failure = exc
+    c = counter.result()
+    if check is not None:
+        check(c)
+    if failure is not None:
+        raise failure
     with memory.CpuPeak(baseline_mib) as peak:
         times = timing.time_cpu(fn, repeats)[0]
     total = c.total()
@@ -124,13 +136,17 @@ def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: i
                 pixels = (ch * SR_SCALE) * (cw * SR_SCALE) if task.kind == "super-resolution" else ch * cw
 
                 def latent():
-                    return net(_submission_call("decode_latents", codec.decode_latents, bits))
+                    rep = _submission_call("decode_latents", codec.decode_latents, bits)
+                    return _submission_call("task network", net, rep)
 
-                lat, c = _pipeline(latent, latent_roots, "latent", latent_params, repeats, baseline_mib)
+                def no_synthesis(c: CountResult) -> None:
+                    scopes = synthesis_scopes(c.per_module, by_module)
+                    if scopes:
+                        raise SubmissionError("decode_latents", "the synthesis transform ran in the latent pipeline "
+                                              f"({', '.join(scopes[:3])}): decode_latents must stop before it")
+
+                lat, c = _pipeline(latent, latent_roots, "latent", latent_params, repeats, baseline_mib, no_synthesis)
                 scopes = synthesis_scopes(c.per_module, by_module)
-                if scopes:
-                    raise SubmissionError("decode_latents", f"the synthesis transform ran in the latent pipeline "
-                                          f"({', '.join(scopes[:3])}): decode_latents must stop before it")
                 runs = {}
                 for a in anchors:
                     anet = nets[a.name]
@@ -155,6 +171,11 @@ def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: i
                         "traceback": exc.traceback_text}
     except InputError as exc:
         out["error"] = {"kind": "input", "stage": "input", "message": str(exc)}
+    except Exception as exc:   # the suite's own (an anchor): this task fails, the rate point's figures stay
+        out["error"] = {"kind": "suite", "stage": "tasks", "traceback": traceback.format_exc(),
+                        "message": f"internal error of jpegai-profile (please report it): {type(exc).__name__}: {exc}"}
+    if out.get("error"):
+        out["pictures"] = []   # no partial figures beside an error
     return out
 
 

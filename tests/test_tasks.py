@@ -322,3 +322,62 @@ def test_refnet_latent_super_resolution_by_hand():
     assert c.complete and c.macs == per * 6
     with torch.no_grad():
         assert net(torch.rand(1, 128, 2, 3)).shape == (1, 3, 128, 192)
+
+
+# -- derived figures, renderers, aggregate ------------------------------------------------------------
+
+FIXTURE = ROOT / "tests" / "fixtures" / "report_tasks.json"
+
+
+def test_task_rows_from_the_fixture_report():
+    from profiler import derive
+    from profiler.model.io import read_report
+
+    rows = derive.task_rows(read_report(FIXTURE))
+    assert [(r.task, r.anchor) for r in rows] == [("cls [a|b]", "resnet50"), ("sr", "wdsr-a-x4"),
+                                                  ("sr", "lanczos3-x4"), ("noisy", None)]
+    cls, wdsr, lanczos, failed = rows
+    # 200×100 = 20,000 output pixels
+    assert cls.latent.kmac_px == pytest.approx(1_000_000 / 20_000 / 1000) == pytest.approx(0.05)
+    assert cls.decoded.macs == 4_091_184_256 and cls.original.macs == 4_089_184_256
+    assert cls.ratio == pytest.approx(1_000_000 / 4_091_184_256)
+    assert cls.latent.cpu_s == 0.01 and cls.decoded.cpu_s == 0.5 and cls.latent.peak_mib == 12.5
+    assert wdsr.original.kmac_px == pytest.approx(1_497_420_000 / 20_000 / 1000)
+    assert not wdsr.latent.complete
+    assert lanczos.original.macs == 6 * 3 * (25 * 200 + 100 * 200)
+    assert failed.error.endswith("no <b>head</b>") and failed.latent is None
+
+
+def test_every_renderer_shows_the_tasks_table_and_says_accuracy_was_not_measured():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_golden import rendered
+
+    out = rendered("report_tasks")
+    for name in ("console.txt", "table.md", "table.txt", "report.html"):
+        text = out[name]
+        assert "accuracy was not measured" in text, name
+        assert "lanczos3-x4" in text and "wdsr-a-x4" in text and "resnet50" in text, name
+    assert "4,091,184,256" in out["table.md"] and "4091184256" in out["table.txt"]
+    assert "noisy" in out["table.csv"] and "0.0002444" in out["table.md"]
+    import json
+
+    tasks = json.loads(out["table.json"])["tasks"]
+    assert tasks["rows"][0]["ratio"] == pytest.approx(1_000_000 / 4_091_184_256)
+    # a report without tasks renders no tasks section
+    plain = rendered("report_fixnet")
+    assert all("ompressed-domain" not in t for t in plain.values())
+
+
+def test_aggregate_has_a_tasks_table(tmp_path):
+    from profiler.aggregation import aggregate, to_html, to_markdown, write_outputs
+
+    df = aggregate([FIXTURE, ROOT / "tests" / "fixtures" / "report_acme.json"])
+    rows = df.attrs["tasks"]
+    assert len(rows) == 4 and {r["codec"] for r in rows} == {"latent"}
+    assert "## Compressed-domain tasks" in to_markdown(df) and "id=tasks" in to_html(df)
+    names = [p.name for p in write_outputs(df, tmp_path)]
+    assert "aggregate_tasks.csv" in names
+    csv_text = (tmp_path / "aggregate_tasks.csv").read_text()
+    assert "4091184256" in csv_text and "build_task: ValueError" in csv_text

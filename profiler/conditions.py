@@ -111,7 +111,7 @@ TABLES = {
 # tests/test_bad_input_upfront.py fails when this list and the engine's registry disagree.
 KNOWN_CHECKS = ("bitstreams_complete", "decoded_match", "decoder_kmac_reported", "encoder_match", "interop_bdrate",
                 "interop_decode", "model_match", "params_reported", "precision_declared", "precision_weights",
-                "rate_overshoot", "rate_points", "runtime")
+                "rate_overshoot", "rate_points", "runtime", "task_ratio")
 RULE_LEVELS = ("mandatory", "recommended")
 # Keys a rule may hold: the engine's own (id, check, level, description) and the checks' parameters.
 RULE_FIELDS = {"id", "check", "level", "limit", "description", "device", "rates", "metrics"}

@@ -381,3 +381,31 @@ def test_aggregate_has_a_tasks_table(tmp_path):
     assert "aggregate_tasks.csv" in names
     csv_text = (tmp_path / "aggregate_tasks.csv").read_text()
     assert "4091184256" in csv_text and "build_task: ValueError" in csv_text
+
+
+def test_task_ratio_rule_only_judges_with_a_limit():
+    from profiler.compliance import CHECKS
+    from profiler.model.report import NotMeasured
+    from profiler.model.io import read_report
+
+    report = read_report(FIXTURE)
+    rate = report.rates[0]
+    only = lambda *names: report.model_copy(update={"rates": [rate.model_copy(update={
+        "tasks": [t for t in rate.tasks if t.name in names]})]})
+    cond = TestConditions()
+    chk = CHECKS["task_ratio"]
+    assert chk(only("cls [a|b]"), cond, {"limit": 0.5}).met is True
+    f = chk(only("cls [a|b]"), cond, {"limit": 1e-5})
+    assert f.met is False and "0.0002444" in f.measured
+    assert chk(only("cls [a|b]"), cond, {}).met is True                       # no limit: reported is enough
+    assert chk(only("cls [a|b]", "sr"), cond, {"limit": 0.5}).met is None     # sr's latent count is incomplete
+    assert chk(report, cond, {}).met is False                                 # the failed task
+    assert chk(only(), cond, {}).met is True                                  # no [[tasks]]: nothing to judge
+    skipped = only().model_copy(update={"rates": [rate.model_copy(update={"tasks": [], "not_measured": {
+        "tasks": NotMeasured(code="not-requested", reason="[tasks] measure = false")}})]})
+    assert chk(skipped, cond, {}).met is None
+    # the default rule is recommended and has no limit: check records the figures without judging them
+    from profiler.conditions import load_conditions
+
+    (rule,) = [r for r in load_conditions().rules if r["check"] == "task_ratio"]
+    assert rule["level"] == "recommended" and "limit" not in rule

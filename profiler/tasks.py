@@ -3,7 +3,8 @@
 Per `[[tasks]]` entry of the manifest (profiler/taskspec.py), per rate point and per picture (the first
 `[tasks] images` test pictures), three pipelines, each counted **as one call** by the dispatch-level
 counter (strict and vm MACs, per module), then timed (`[tasks] repeats` runs, the counted run being the
-warm-up) with the CPU peak memory over the timed runs:
+warm-up) with the CPU peak memory over the timed runs (above the worker's RSS once the codec, the task
+network and the anchors are loaded):
 
 - *latent*: `codec.decode_latents(bitstream)` + the task network. Its scopes are the codec's decoder
   (`decoder.*`), the task network (`task.*`) and the synthesis transform as its own root (`synthesis.*`,
@@ -127,6 +128,12 @@ def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: i
         decoder = codec.decoder
         latent_params = _unique_params(decoder, net, without=synth if by_module else None)
         latent_roots = ({SYNTHESIS_ROOT: synth} if by_module else {}) | {"decoder": decoder, "task": net}
+        # Peaks are given above the worker's RSS once the codec, this task network and the anchors are
+        # loaded: what the pipelines' calls need on top of every network's weights.
+        import gc
+
+        gc.collect()
+        baseline_mib = memory.rss_mib()
         with torch.no_grad():
             for img in images:
                 x = img.tensor("cpu")

@@ -69,7 +69,8 @@ def render_tasks(report: Report, console: Console) -> None:
     t = Table(title="compressed-domain tasks (latent pipeline vs anchors)", show_lines=False)
     shown = [c for c in tasks_table.COLUMNS if c != "kind"]     # the anchor names the kind; the width is short
     for c in shown:
-        t.add_column(tasks_table.SHORT.get(c, c), justify="left" if c in ("task", "anchor") else "right")
+        t.add_column(tasks_table.SHORT.get(c, c), justify="left" if c in ("task", "anchor") else "right",
+                     no_wrap=c in ("task", "anchor"))
     failed = []
     for row in tasks_table.text_rows(report, compact=True):
         if row["error"]:

@@ -122,7 +122,11 @@ def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: i
             raise SubmissionError("build_task", f"build_task() must return a torch.nn.Module, got {type(net).__name__}")
         net.eval()
         out["params"] = _unique_params(net)
-        nets = {a.name: a.build().eval() for a in anchors}
+        try:
+            nets = {a.name: a.build().eval() for a in anchors}
+        except ModuleNotFoundError as exc:
+            raise InputError(None, f"tasks[{task.index}]", f"the {task.kind} anchors need {exc.name} "
+                             "(pip install 'jpegai-profile[tasks]')") from None
         out["anchors"] = [{"name": a.name, "description": a.description, "params": _unique_params(nets[a.name])}
                           for a in anchors]
         decoder = codec.decoder

@@ -409,3 +409,25 @@ def test_task_ratio_rule_only_judges_with_a_limit():
 
     (rule,) = [r for r in load_conditions().rules if r["check"] == "task_ratio"]
     assert rule["level"] == "recommended" and "limit" not in rule
+
+
+@pytest.mark.slow
+def test_profile_shows_the_tasks_table_and_records_the_figures(tmp_path):
+    """`jpegai-profile` on the latent fixture: the tasks table on the console and the figures in report.json."""
+    import json
+
+    proc = run_cli(str(LATENT), "--quick", "--device", "cpu", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "compressed-domain tasks" in proc.stdout and "accuracy was not measured" in proc.stdout
+    (rate,) = json.loads((tmp_path / "report.json").read_text())["rates"]
+    cls, sr = rate["tasks"]
+    assert cls["error"] is None and sr["error"] is None
+    (p,) = cls["pictures"]
+    # chelsea, 451×300, padded to 452×300 → ŷ 8 × 75 × 113: head 8·16·9 per latent position + linear 16·10
+    assert (p["width"], p["height"]) == (451, 300)
+    assert p["latent"]["macs"] == 8 * 16 * 9 * 75 * 113 + 160
+    assert p["anchors"]["resnet50"]["original"]["macs"] == 4_089_184_256
+    (q,) = sr["pictures"]
+    assert (q["coded_width"], q["coded_height"]) == (112, 75) and q["output_pixels"] == 448 * 300
+    md = (tmp_path / "table.md").read_text()
+    assert "## Compressed-domain tasks" in md and "lanczos3-x4" in md

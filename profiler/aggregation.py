@@ -3,6 +3,8 @@
 A row per proponent × rate point (`row == "rate"`, the standard table's columns) and a summary row per
 report (`row == "summary"`): largest-model and total parameters, worst-case decoder and encoder
 kMAC/px, median CPU/GPU times over the rate points, peak GPU memory, precision, compliance verdict.
+Compressed-domain tasks, where reports hold any, are their own table (`df.attrs["tasks"]`, a section of
+aggregate.md/.html and aggregate_tasks.csv): task × rate point × anchor, as render/tasks_table.py.
 
 Reports are never mixed silently: a report whose schema major version this tool cannot read is refused
 (InputError, exit 2), and a report made under different test conditions than the others is kept but
@@ -31,7 +33,7 @@ from . import derive
 from .errors import InputError
 from .model.io import read_report
 from .model.report import Report
-from .render import table
+from .render import table, tasks_table
 from .render.escape import csv_cell, html as escape, markdown_cell, markdown_code, markdown_text
 
 RATE_COLUMNS = table.COLUMNS
@@ -220,7 +222,43 @@ def aggregate_reports(reports: list[Report], paths: list[str]) -> pd.DataFrame:
         df[c] = pd.array([None if _num(v) is None else int(v) for v in df[c]], dtype="Int64")
     df.attrs["warnings"] = {p: w for p, w in zip(paths, warnings) if w}
     df.attrs["left_out"] = {}
+    df.attrs["tasks"] = task_rows(reports, paths)
     return df
+
+
+# -- compressed-domain tasks ------------------------------------------------------------------------
+
+TASK_COLUMNS = ["proponent", "codec"] + tasks_table.COLUMNS + ["complete", "error", "report"]
+
+
+def task_rows(reports: list[Report], paths: list[str]) -> list[dict]:
+    """The tasks table of every report (render/tasks_table.py), a row per task × rate point × anchor;
+    lower bounds of incomplete counts stay `table.AtLeast`, figures not measured None."""
+    return [{"proponent": rep.submission.proponent, "codec": rep.submission.codec, **row, "report": path}
+            for rep, path in zip(reports, paths) for row in tasks_table.rows(rep)]
+
+
+def tasks_csv(rows: list[dict]) -> str:
+    """aggregate_tasks.csv: full precision, "not measured" where a figure is missing."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=TASK_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: csv_cell(table.NOT_MEASURED if row[k] is None and k not in ("error", "complete") else
+                                (float(row[k]) if "kmac" in k else int(row[k])) if isinstance(row[k], table.AtLeast)
+                                else row[k]) for k in TASK_COLUMNS})
+    return buf.getvalue()
+
+
+def _task_text(row: dict, c: str) -> str:
+    if c in ("proponent", "codec", "error", "report"):
+        return str(row[c] or "")
+    if c == "complete":
+        return "" if row[c] is None else str(row[c])
+    return tasks_table.fmt(row[c], c)
 
 
 def aggregate(paths: list[str | Path], complete_only: bool = False) -> pd.DataFrame:
@@ -316,6 +354,12 @@ def to_markdown(df: pd.DataFrame) -> str:
             cells[1] += _mark(r)
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    rows = df.attrs.get("tasks") or []
+    if rows:
+        cols = [c for c in TASK_COLUMNS if c not in ("report", "complete")]
+        lines += ["## Compressed-domain tasks", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(markdown_cell(_task_text(r, c)) for c in cols) + " |" for r in rows]
+        lines += ["", markdown_text(tasks_table.NOTE), ""]
     return "\n".join(lines)
 
 
@@ -391,6 +435,13 @@ def to_html(df: pd.DataFrame) -> str:
     parts.append("<h2>Per rate point</h2>")
     parts.append(tbl("rate", ["proponent", "codec"] + [c for c in RATE_COLUMNS if c not in ("proponent", "codec")]
                      + ["warning"]))
+    rows = df.attrs.get("tasks") or []
+    if rows:
+        cols = [c for c in TASK_COLUMNS if c not in ("report", "complete")]
+        parts.append("<h2>Compressed-domain tasks</h2><div style='overflow-x:auto'><table id=tasks><tr>"
+                     + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{escape(_task_text(r, c))}</td>" for c in cols) + "</tr>" for r in rows]
+        parts.append(f"</table></div><p class=small>{escape(tasks_table.NOTE)}</p>")
     parts.append(f"<p class=small>{len(df[df['row'] == 'summary'])} reports: "
                  + ", ".join(escape(p) for p in df[df["row"] == "summary"]["report"]) + "</p>")
     parts.append(f"<script>{SCRIPT}</script></body></html>")
@@ -400,7 +451,10 @@ def to_html(df: pd.DataFrame) -> str:
 def write_outputs(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, text in (("aggregate.csv", to_csv(df)), ("aggregate.md", to_markdown(df)), ("aggregate.html", to_html(df))):
+    files = [("aggregate.csv", to_csv(df)), ("aggregate.md", to_markdown(df)), ("aggregate.html", to_html(df))]
+    if df.attrs.get("tasks"):
+        files.append(("aggregate_tasks.csv", tasks_csv(df.attrs["tasks"])))
+    for name, text in files:
         (out_dir / name).write_text(text, encoding="utf-8")
         paths.append(out_dir / name)
     return paths

@@ -55,6 +55,20 @@ class CountableNetworks(Protocol):
     def decode_networks(self, latents): ...
 
 
+@runtime_checkable
+class LatentDecoder(Protocol):
+    """Optional: what compressed-domain tasks (submission.toml `[[tasks]]`, profiler/tasks.py) consume.
+
+    - `decode_latents(bitstream)`: entropy decoding and whatever networks produce the representation a
+      task network takes (a hyper decoder, a dequantisation), **without the synthesis transform**; returns
+      that representation (a tensor, a tuple or a dict), which is handed to the task network's `forward`.
+    - `synthesis` (recommended): the synthesis-transform module. The suite counts it as its own scope and
+      refuses a latent pipeline in which it ran; without it, scopes named `g_s` are taken as synthesis.
+    """
+
+    def decode_latents(self, bitstream: bytes): ...
+
+
 def check_codec(obj: object) -> list[str]:
     """What is missing from an object that should be a Codec (empty when it is one)."""
     problems = []

@@ -285,6 +285,36 @@ def check_decoder_kmac(report: Report, cond: TestConditions, rule: dict) -> Find
     return Finding(True, measured, limit)
 
 
+@check("task_ratio")
+def check_task_ratio(report: Report, cond: TestConditions, rule: dict) -> Finding:
+    """Compressed-domain tasks ([[tasks]]): every task measured at every rate point, and with `limit`, the
+    latent pipeline's MACs at most `limit` × the decoded anchor's (strict, every task × rate × anchor).
+    The default rule is recommended and has no limit: `check` records the task figures without judging them.
+    A submission without [[tasks]] passes (nothing to measure)."""
+    lim = rule.get("limit")
+    limit = "every task measured" + (f", latent ÷ decoded anchor ≤ {float(lim):g}" if lim is not None else "")
+    if report.verification is not None:
+        return Finding(None, limit=limit, reason="verify: tasks are not measured on a delivery")
+    rows = derive.task_rows(report)
+    if not rows:
+        skipped = [r.not_measured["tasks"].reason for r in report.rates if "tasks" in r.not_measured]
+        if skipped:
+            return Finding(None, limit=limit, reason=skipped[0])
+        return Finding(True, "no [[tasks]] in the submission", limit)
+    failed = [f"{t.task} at {t.target_bpp:g} bpp" for t in rows if t.error is not None]
+    if failed:
+        return Finding(False, f"{len(failed)} task(s) failed", limit, "fix the task: " + _join(failed, 2))
+    worst = max((t for t in rows if t.ratio is not None), key=lambda t: t.ratio, default=None)
+    if worst is None:
+        return Finding(None, limit=limit, reason="no ratio: the decoded anchors counted no MAC")
+    measured = f"{worst.ratio:.4g} ({worst.task} vs {worst.anchor} at {worst.target_bpp:g} bpp)"
+    if any(not (t.latent.complete and t.decoded.complete) for t in rows):
+        return Finding(None, measured, limit, reason="a task count is incomplete (ops without a formula)")
+    if lim is not None and worst.ratio > float(lim):
+        return Finding(False, measured, limit, "make the latent-domain task network lighter")
+    return Finding(True, measured, limit)
+
+
 def _interop_rates(report: Report) -> tuple[list[RateResult], list[str]]:
     have, reasons = [], []
     for r in _ok_rates(report):

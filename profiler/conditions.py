@@ -47,6 +47,15 @@ class WorkerSpec:
 
 
 @dataclass(frozen=True)
+class TasksSpec:
+    """[tasks]: compressed-domain task pipelines of a submission's [[tasks]] (profiler/tasks.py)."""
+
+    measure: bool = True               # false: skipped (each rate point says "not requested")
+    images: int = 1                    # the first N test pictures (each pipeline costs a ResNet-50 or a WDSR)
+    repeats: int = 1                   # timed runs per pipeline and picture (the counted run is the warm-up)
+
+
+@dataclass(frozen=True)
 class TestConditions:
     __test__ = False  # not a pytest test class
     name: str = "jpegai-ctc"
@@ -56,6 +65,7 @@ class TestConditions:
     counting: CountingSpec = field(default_factory=CountingSpec)
     timing: TimingSpec = field(default_factory=TimingSpec)
     worker: WorkerSpec = field(default_factory=WorkerSpec)
+    tasks: TasksSpec = field(default_factory=TasksSpec)
     source: str = ""                   # the file these were read from
     rules: tuple[dict, ...] = ()       # [[rules]] tables, read by the compliance engine
 
@@ -74,6 +84,7 @@ class TestConditions:
                                   tuple(tuple(r) for r in data["counting"]["resolutions"])),
             timing=TimingSpec(**{**data["timing"], "devices": tuple(data["timing"]["devices"])}),
             worker=WorkerSpec(**data["worker"]),
+            tasks=TasksSpec(**data.get("tasks", {})),
             source=data.get("source", ""),
             rules=tuple(data.get("rules", ())),
         )
@@ -90,6 +101,7 @@ TABLES = {
     "counting": {"convention", "resolutions"},
     "timing": {"threads", "warmup", "repeats", "devices", "cudnn_benchmark", "allow_tf32", "min_gpu_memory"},
     "worker": {"timeout_s", "memory_limit_mib"},
+    "tasks": {"measure", "images", "repeats"},
     "rules": set(),  # an array of tables, checked by validate_rules
 }
 
@@ -99,7 +111,7 @@ TABLES = {
 # tests/test_bad_input_upfront.py fails when this list and the engine's registry disagree.
 KNOWN_CHECKS = ("bitstreams_complete", "decoded_match", "decoder_kmac_reported", "encoder_match", "interop_bdrate",
                 "interop_decode", "model_match", "params_reported", "precision_declared", "precision_weights",
-                "rate_overshoot", "rate_points", "runtime")
+                "rate_overshoot", "rate_points", "runtime", "task_ratio")
 RULE_LEVELS = ("mandatory", "recommended")
 # Keys a rule may hold: the engine's own (id, check, level, description) and the checks' parameters.
 RULE_FIELDS = {"id", "check", "level", "limit", "description", "device", "rates", "metrics"}
@@ -214,6 +226,11 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
     mem = positive(get(wrk, "memory_limit_mib", int, path, "worker.memory_limit_mib", 16384),
                    path, "worker.memory_limit_mib")
 
+    tsk = get(doc, "tasks", dict, path, "tasks", {})
+    tasks = TasksSpec(measure=get(tsk, "measure", bool, path, "tasks.measure", True),
+                      images=positive(get(tsk, "images", int, path, "tasks.images", 1), path, "tasks.images"),
+                      repeats=positive(get(tsk, "repeats", int, path, "tasks.repeats", 1), path, "tasks.repeats"))
+
     rules = validate_rules(get(doc, "rules", list, path, "rules", []), path)
 
     return TestConditions(
@@ -225,6 +242,7 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
         timing=TimingSpec(threads=threads, warmup=warmup, repeats=repeats, devices=tuple(devices),
                           cudnn_benchmark=cudnn_benchmark, allow_tf32=allow_tf32, min_gpu_memory=min_gpu_memory),
         worker=WorkerSpec(timeout_s=float(timeout_s), memory_limit_mib=mem),
+        tasks=tasks,
         source=str(path),
         rules=tuple(rules),
     )

@@ -256,3 +256,71 @@ def gpu_absent(r: RateResult) -> NotMeasured | None:
     """Why this rate point has no GPU figures, when the machine or the run excluded the GPU."""
     nm = r.not_measured.get("gpu")
     return nm if nm is not None and nm.code in (NotMeasuredCode.NO_DEVICE, NotMeasuredCode.NOT_REQUESTED) else None
+
+
+# -- compressed-domain tasks (profiler/tasks.py) -------------------------------------------------------
+
+@dataclass(frozen=True)
+class PipelineFigures:
+    """One pipeline of one task at one rate point, over the task's pictures."""
+
+    macs: int                    # strict MACs, mean per picture (rounded)
+    vm_macs: int
+    kmac_px: float               # Σ MACs / Σ output pixels / 1000 (SR: the ×4 output's pixels)
+    kmac_px_vm: float
+    cpu_s: float | None          # median over pictures of each picture's median
+    params: int
+    peak_mib: float | None       # largest CPU peak above the loaded model over the timed runs
+    complete: bool
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """task × rate point × anchor: the latent pipeline beside that anchor's decoded and original runs."""
+
+    task: str
+    kind: str
+    target_bpp: float
+    anchor: str | None
+    pictures: int
+    latent: PipelineFigures | None = None
+    decoded: PipelineFigures | None = None
+    original: PipelineFigures | None = None
+    ratio: float | None = None           # latent ÷ decoded anchor, strict MACs
+    ratio_vm: float | None = None
+    error: str | None = None
+
+
+def _pipeline_figures(runs: list, pixels: int) -> PipelineFigures:
+    times = [p.timing["cpu"].median_s for p in runs if "cpu" in p.timing]
+    peaks = [p.memory["cpu"].above_baseline_mib for p in runs
+             if "cpu" in p.memory and p.memory["cpu"].above_baseline_mib is not None]
+    macs, vm = sum(p.macs for p in runs), sum(p.vm_macs for p in runs)
+    return PipelineFigures(macs=round(macs / len(runs)), vm_macs=round(vm / len(runs)),
+                           kmac_px=macs / pixels / 1000.0, kmac_px_vm=vm / pixels / 1000.0,
+                           cpu_s=_median(times) if len(times) == len(runs) else None,
+                           params=max(p.params for p in runs), peak_mib=max(peaks) if peaks else None,
+                           complete=all(p.complete for p in runs))
+
+
+def task_rows(report: Report) -> list[TaskRow]:
+    """Every task of every measured rate point, one row per anchor (a failed task: one row, its error)."""
+    rows: list[TaskRow] = []
+    for r in report.rates:
+        for t in r.tasks:
+            if t.error is not None or not t.pictures:
+                why = t.error.message if t.error is not None else "no picture measured"
+                rows.append(TaskRow(t.name, t.kind, r.target_bpp, None, 0, error=why))
+                continue
+            pixels = sum(p.output_pixels for p in t.pictures)
+            latent = _pipeline_figures([p.latent for p in t.pictures], pixels)
+            for a in t.anchors:
+                runs = [p.anchors[a.name] for p in t.pictures if a.name in p.anchors]
+                if len(runs) != len(t.pictures):
+                    continue
+                dec = _pipeline_figures([x.decoded for x in runs], pixels)
+                org = _pipeline_figures([x.original for x in runs], pixels)
+                rows.append(TaskRow(t.name, t.kind, r.target_bpp, a.name, len(t.pictures), latent, dec, org,
+                                    ratio=latent.kmac_px / dec.kmac_px if dec.kmac_px else None,
+                                    ratio_vm=latent.kmac_px_vm / dec.kmac_px_vm if dec.kmac_px_vm else None))
+    return rows

@@ -504,7 +504,7 @@ def _sigterm_unwinds():
 
 # The events a worker sends (profiler/worker.py `_emit`); the runner's own (rate, rate_done, resume) never
 # come from a worker.
-WORKER_EVENTS = ("start", "image", "resolutions", "cuda", "step")
+WORKER_EVENTS = ("start", "image", "resolutions", "tasks", "cuda", "step")
 # Steps of one picture or delivery item (`step` events): what the worker was doing when it died.
 ITEM_STEPS = {"encode": "the re-encode of the original", "decode": "the decode of this bitstream",
               "repeats": "the warm-up and timed runs of this bitstream",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import InputError, SubmissionError
+from .taskspec import check_task_weights, parse_tasks
 from .tomlcheck import get, read_toml
 
 MANIFEST = "submission.toml"
@@ -36,7 +37,7 @@ SUITE_ENTRY_PREFIX = "profiler.adapters."
 
 # Fields a manifest may hold. Anything else is refused: a typo ("verison", "[[rate]]") would otherwise be
 # silently ignored. Extend these sets when the format grows.
-MANIFEST_TABLES = {"submission", "precision", "rates"}
+MANIFEST_TABLES = {"submission", "precision", "rates", "tasks"}
 SUBMISSION_FIELDS = {"proponent", "codec", "version", "entry", "encoder_deterministic"}
 NAME_MAX_CHARS = 120
 
@@ -88,6 +89,8 @@ class Submission:
     # False when the proponent declares its encoder non-deterministic: `verify` then compares the sizes of
     # re-encoded bitstreams with the submitted ones instead of their bytes.
     encoder_deterministic: bool = True
+    # [[tasks]]: compressed-domain task networks (profiler/taskspec.py), measured by profiler/tasks.py.
+    tasks: tuple = ()
 
     @property
     def entry_module(self) -> str:
@@ -195,7 +198,8 @@ def load_submission(directory: Path | str, check_weights: bool = True) -> Submis
 
     sub_obj = Submission(directory=directory, manifest=manifest, proponent=proponent, codec=codec,
                          version=version, entry=entry, precision=precision, encoder_deterministic=deterministic,
-                         rates=tuple(sorted(rates, key=lambda x: x.target_bpp)))
+                         rates=tuple(sorted(rates, key=lambda x: x.target_bpp)),
+                         tasks=parse_tasks(doc, directory, manifest))
     _check_entry_exists(sub_obj)
     if check_weights:
         # Every weights file is opened now, in the parent, before any rate point runs: a missing, corrupt
@@ -203,6 +207,7 @@ def load_submission(directory: Path | str, check_weights: bool = True) -> Submis
         for r in sub_obj.rates:
             if r.weights is not None:
                 check_weights_file(r.weights, manifest, f"rates[{r.index}].weights")
+        check_task_weights(sub_obj.tasks, manifest)
     return sub_obj
 
 

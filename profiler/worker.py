@@ -42,6 +42,7 @@ from .precision import check_codec_precision
 from .model.report import ErrorRecord, Picture, RateResult
 from .quality import image_quality, psnr_rgb, to_uint8
 from .submission import load_entry, load_submission, with_weights
+from .tasks import measure_tasks
 
 
 # The runner's progress pipe (profiler/runner.py run_limited): opened in main() before the submission is
@@ -861,6 +862,13 @@ def run_job(job: dict) -> RateResult:
                 (first["name"], first["width"], first["height"], first["counts"]["decoder"]["macs"]) if first else None)
             missing.update(nm)
             got["crosscheck"], nm = crosscheck_codec(codec)
+            missing.update(nm)
+            # Compressed-domain tasks ([[tasks]]): latent pipeline and anchors, CPU (profiler/tasks.py).
+            _emit(event="tasks")
+            got["tasks"], nm = measure_tasks(codec, sub, rate, images, cond, baseline_mib, gpu_note=(
+                ("not-requested", "not requested: --device cpu") if not cuda_requested else
+                ("no-device", "no CUDA device") if not cuda_seen else
+                ("not-available", "task pipelines are timed on the CPU only")))
             missing.update(nm)
 
         # Device interoperability: decode this rate point's bitstreams on another device (or a proxy

@@ -144,7 +144,7 @@ def test_known_checks_are_the_engines_checks():
 
 def test_the_shipped_profile_toml_still_loads():
     cond = load_conditions(ROOT / "profile.toml")
-    assert len(cond.rules) == 14 and cond.worker.timeout_s == 1800.0   # 10 + the 4 of a delivery (verify)
+    assert len(cond.rules) == 15 and cond.worker.timeout_s == 1800.0   # 11 + the 4 of a delivery (verify)
 
 
 def test_conditions_do_not_import_the_rules_engine():

@@ -298,7 +298,7 @@ def test_check_exit_0_on_a_passing_report(tmp_path):
     proc = run_cli("check", "--report", str(_write(tmp_path, good_report())), "--config", str(_config(tmp_path)))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 11 and lines[-1].startswith("verdict: PASS")
+    assert len(lines) == 12 and lines[-1].startswith("verdict: PASS")
     assert any(l.startswith("runtime.gpu") and "NOT MEASURED" in l and "no CUDA device" in l for l in lines)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FIXTURE_REPORTS = ("report_fixnet", "report_betanet", "report_acme")
+FIXTURE_REPORTS = ("report_fixnet", "report_betanet", "report_acme", "report_tasks")
 _DATA_URI = re.compile(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+")
 
 

@@ -16,9 +16,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "profiler"
 LAYERS: list[tuple[str, ...]] = [
     ("profiler.errors", "profiler.version", "profiler.tomlcheck", "profiler.model"),
     ("profiler.conditions", "profiler.submission", "profiler.images", "profiler.codec", "profiler.outdir",
-     "profiler.delivery"),
+     "profiler.delivery", "profiler.taskspec"),
     ("profiler.counting", "profiler.params", "profiler.precision", "profiler.timing", "profiler.memory",
-     "profiler.quality", "profiler.interop", "profiler.environment", "profiler.adapters"),
+     "profiler.quality", "profiler.interop", "profiler.environment", "profiler.adapters", "profiler.anchors",
+     "profiler.tasks"),
     ("profiler.derive",),
     ("profiler.compliance", "profiler.render", "profiler.aggregation", "profiler.zoo"),
     ("profiler.runner", "profiler.worker"),

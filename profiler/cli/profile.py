@@ -125,6 +125,8 @@ def run(args) -> int:
                     bar.update(task, description=f"{name} @ {info['rate']:g} bpp: {escape(str(info['name']))}")
                 elif kind == "resolutions":
                     bar.update(task, description=f"{name} @ {info['rate']:g} bpp: resolutions and cross-check")
+                elif kind == "tasks":
+                    bar.update(task, description=f"{name} @ {info['rate']:g} bpp: compressed-domain tasks")
                 elif kind == "cuda":
                     bar.update(task, description=f"{name} @ {info['rate']:g} bpp: GPU")
                 elif kind == "rate_done":

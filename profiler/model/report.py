@@ -424,6 +424,61 @@ class VerificationItem(Frozen):
     gpu_not_measured: NotMeasured | None = None     # why there is no GPU decode (e.g. no CUDA device)
 
 
+# -- compressed-domain tasks (profiler/tasks.py) ------------------------------------------------------
+
+class TaskPipeline(Frozen):
+    """One pipeline on one picture, counted as one call (strict and vm, per module), then timed."""
+
+    macs: int                              # strict multiply-accumulates of the whole pipeline
+    vm_macs: int                           # the JPEG AI reference software's convention
+    complete: bool
+    count: PartCount                       # per module and per op
+    params: int                            # parameters of the networks the pipeline runs (shared ones once)
+    timing: dict[str, TimingStats] = Field(default_factory=dict)     # device → timed runs
+    memory: dict[str, MemoryPeak] = Field(default_factory=dict)      # device → peak during the timed runs
+
+
+class TaskAnchorRun(Frozen):
+    """An anchor network on one picture: after the full decode() (decoded) and on the original (original)."""
+
+    decoded: TaskPipeline
+    original: TaskPipeline
+
+
+class TaskPicture(Frozen):
+    image: str
+    width: int                             # the test picture
+    height: int
+    coded_width: int                       # what was coded (super-resolution: the ×4-down-scaled picture)
+    coded_height: int
+    output_pixels: int                     # kMAC/px divides by these: the original's (SR: the ×4 output's)
+    bytes: int
+    latent: TaskPipeline
+    anchors: dict[str, TaskAnchorRun] = Field(default_factory=dict)   # anchor name → its two pipelines
+    synthesis_scopes: list[str] = Field(default_factory=list)        # must stay empty: synthesis in the latent pipeline
+
+
+class TaskAnchorInfo(Frozen):
+    name: str
+    description: str
+    params: int
+
+
+class TaskRate(Frozen):
+    """One [[tasks]] entry at one rate point: its pipelines on the first pictures, or why not."""
+
+    name: str
+    kind: Literal["classification", "super-resolution", "denoising", "foreground"]
+    entry: str
+    params: int | None = None              # the task network alone
+    anchors: list[TaskAnchorInfo] = Field(default_factory=list)
+    synthesis_check: str = ""              # how synthesis scopes were recognised
+    pictures: list[TaskPicture] = Field(default_factory=list)
+    accuracy: Literal["not measured"] = "not measured"   # random initialisation: complexity only
+    error: ErrorRecord | None = None
+    not_measured: dict[str, NotMeasured] = Field(default_factory=dict)
+
+
 class RateResult(Frozen):
     """One rate point (one model): everything its worker measured, or why it failed."""
 
@@ -445,6 +500,7 @@ class RateResult(Frozen):
     environment: WorkerEnvironment = Field(default_factory=WorkerEnvironment)
     interop: Interop | None = None
     verification: list[VerificationItem] = Field(default_factory=list)
+    tasks: list[TaskRate] = Field(default_factory=list)    # compressed-domain tasks (profiler/tasks.py)
 
     @property
     def ok(self) -> bool:
@@ -512,6 +568,12 @@ class WorkerCond(Frozen):
     memory_limit_mib: int
 
 
+class TasksCond(Frozen):
+    measure: bool = True
+    images: int = 1
+    repeats: int = 1
+
+
 class Conditions(Frozen):
     name: str
     target_rates: list[float]
@@ -520,6 +582,7 @@ class Conditions(Frozen):
     counting: CountingCond
     timing: TimingCond
     worker: WorkerCond
+    tasks: TasksCond = Field(default_factory=TasksCond)
     source: str = ""
     rules: list[Rule] = Field(default_factory=list)
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .. import derive
 from ..model.report import RateResult, Report
-from . import table
+from . import table, tasks_table
 from .escape import markup
 
 SHORT = {"target_bpp": "target", "params_encoder": "params enc", "params_decoder": "params dec",
@@ -58,7 +58,30 @@ def render(report: Report, console: Console | None = None) -> None:
             console.print(f"[red]rate {r.target_bpp} failed[/red]: {markup(table.error_message(r))}")
     render_top_modules(report, console)
     render_counting(report, console)
+    render_tasks(report, console)
     render_verdict(report, console)
+
+
+def render_tasks(report: Report, console: Console) -> None:
+    """The compressed-domain tasks table (render/tasks_table.py), when the report holds tasks."""
+    if not tasks_table.has_tasks(report):
+        return
+    t = Table(title="compressed-domain tasks (latent pipeline vs anchors)", show_lines=False)
+    shown = [c for c in tasks_table.COLUMNS if c != "kind"]     # the anchor names the kind; the width is short
+    for c in shown:
+        t.add_column(tasks_table.SHORT.get(c, c), justify="left" if c in ("task", "anchor") else "right",
+                     no_wrap=c in ("task", "anchor"))
+    failed = []
+    for row in tasks_table.text_rows(report, compact=True):
+        if row["error"]:
+            failed.append(row)
+            continue
+        t.add_row(*(markup(row[c]) for c in shown))
+    if t.row_count:
+        console.print(t)
+    for row in failed:
+        console.print(f"[red]task {markup(row['task'])} at {row['target_bpp']} bpp failed[/red]: {markup(row['error'])}")
+    console.print(markup(tasks_table.NOTE))
 
 
 def render_top_modules(report: Report, console: Console, n: int = 8) -> None:

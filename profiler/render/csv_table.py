@@ -12,7 +12,7 @@ import io
 
 from .. import derive
 from ..model.report import Report
-from . import table
+from . import table, tasks_table
 from .escape import csv_cell
 
 
@@ -31,4 +31,12 @@ def render(report: Report) -> str:
     sw.writerow(["count_complete", table.NOT_MEASURED if complete is None else complete])
     sw.writerow(["complete", derive.is_complete(report)])
     sw.writerow(["missing_rates", " ".join(f"{t:g}" for t in derive.missing_rates(report))])
+    if tasks_table.has_tasks(report):   # the compressed-domain tasks, full precision, after a blank line
+        buf.write("\n")
+        tw = csv.DictWriter(buf, fieldnames=tasks_table.COLUMNS + ["complete", "error"], lineterminator="\n")
+        tw.writeheader()
+        for row in tasks_table.rows(report):
+            tw.writerow({k: csv_cell(tasks_table.NOT_MEASURED if v is None and k not in ("error", "complete") else
+                                     (float(v) if "kmac" in k else int(v)) if isinstance(v, table.AtLeast) else v)
+                                 for k, v in row.items()})
     return buf.getvalue()

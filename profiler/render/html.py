@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from ..model.report import Report
-from . import plots, table
+from . import plots, table, tasks_table
 from .escape import html as escape
 
 CSS = """
@@ -179,6 +179,21 @@ def render(report: Report) -> str:
         parts.append(html_table(["module", "macs", "self_macs", "kmac_px", "self_kmac_px", "share"],
                                 [{**m, "share": f"{100 * m['share']:.1f} %"} for m in mods],
                                 {"macs": "params", "self_macs": "params"}))
+
+    if tasks_table.has_tasks(report):
+        rows = tasks_table.text_rows(report)
+        parts.append("<h2>Compressed-domain tasks</h2><div style='overflow-x:auto' id=tasks>")
+        parts.append("<table><tr>" + "".join(f"<th>{escape(tasks_table.SHORT.get(c, c))}</th>"
+                                             for c in tasks_table.COLUMNS) + "</tr>")
+        for row in rows:
+            if not row["error"]:
+                parts.append("<tr>" + "".join(f"<td>{escape(row[c])}</td>" for c in tasks_table.COLUMNS) + "</tr>")
+        parts.append("</table></div>")
+        parts.append(f"<p class=small>{escape(tasks_table.NOTE)}</p>")
+        for row in rows:
+            if row["error"]:
+                parts.append(f"<p class=fail-line>Task {escape(row['task'])} at {row['target_bpp']} bpp failed: "
+                             f"{escape(row['error'])}</p>")
 
     parts.append("<h2>Compliance</h2>")
     if rules:

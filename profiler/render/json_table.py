@@ -12,7 +12,7 @@ import json
 
 from .. import derive
 from ..model.report import Report
-from . import table
+from . import table, tasks_table
 
 
 def _null(v):
@@ -40,6 +40,9 @@ def to_dict(report: Report) -> dict:
         "verdict": verdict,
         "rules": rules,
         "not_measured": table.not_measured_reasons(report),
+        **({"tasks": {"columns": tasks_table.COLUMNS, "note": tasks_table.NOTE,
+                      "rows": [{k: _null(v) for k, v in row.items()} for row in tasks_table.rows(report)]}}
+           if tasks_table.has_tasks(report) else {}),
     }
 
 

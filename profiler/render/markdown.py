@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..model.report import Report
-from . import table
+from . import table, tasks_table
 from .escape import markdown_cell as cell, markdown_code as code, markdown_text as text
 
 
@@ -34,4 +34,16 @@ def render(report: Report) -> str:
     failed = [r for r in report.rates if not r.ok]
     for r in failed:
         lines.append(f"- rate {r.target_bpp} failed: {text(table.error_message(r))}")
+    if tasks_table.has_tasks(report):
+        lines += ["", "## Compressed-domain tasks", ""]
+        lines.append("| " + " | ".join(tasks_table.SHORT.get(c, c) for c in tasks_table.COLUMNS) + " |")
+        lines.append("|" + "---|" * len(tasks_table.COLUMNS))
+        rows = tasks_table.text_rows(report)
+        for row in rows:
+            if not row["error"]:
+                lines.append("| " + " | ".join(cell(row[c]) for c in tasks_table.COLUMNS) + " |")
+        lines += ["", text(tasks_table.NOTE)]
+        for row in rows:
+            if row["error"]:
+                lines.append(f"- task {text(row['task'])} at {row['target_bpp']} bpp failed: {text(row['error'])}")
     return "\n".join(lines) + "\n"

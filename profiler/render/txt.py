@@ -9,7 +9,7 @@ incomplete count is `≥12.34` (no space, so the columns still split on whitespa
 from __future__ import annotations
 
 from ..model.report import Report
-from . import table
+from . import table, tasks_table
 
 COLUMNS = [c for c in table.COLUMNS if c not in ("proponent", "codec")]
 
@@ -55,4 +55,17 @@ def render(report: Report) -> str:
     for r in report.rates:
         if not r.ok:
             lines.append(f"rate {r.target_bpp:g} failed: {_one_line(table.error_message(r))}")
+    if tasks_table.has_tasks(report):
+        rows = tasks_table.text_rows(report)
+        cols = tasks_table.COLUMNS
+        # one token per cell: no thousands separators, no space after ≥, "n/m" for not measured
+        def tok(v: str) -> str:
+            return {"not measured": "n/m"}.get(v, _one_line(v).replace(",", "").replace("≥ ", "≥").replace(" ", "_"))
+        cells = [[tok(r[c]) for c in cols] for r in rows if not r["error"]]
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
+        lines += ["", "compressed-domain tasks:", "  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+        lines.append(_one_line(tasks_table.NOTE))
+        lines += [f"task {_one_line(r['task'])} at {r['target_bpp']} bpp failed: {_one_line(r['error'])}"
+                  for r in rows if r["error"]]
     return "\n".join(head + lines) + "\n"

@@ -240,6 +240,20 @@ class RefNetCodec:
 
     @torch.no_grad()
     def decode(self, bitstream: bytes) -> torch.Tensor:
+        h, w = _HEADER.unpack(bitstream[:_HEADER.size])[:2] if len(bitstream) >= _HEADER.size else (0, 0)
+        y_hat = self.decode_latents(bitstream)
+        x_hat = self.model.g_s(y_hat)
+        return crop(x_hat, (h, w)).clamp(0, 1)
+
+    # ---- compressed-domain tasks (profiler/codec.py LatentDecoder; tasks.py beside this file) -----------
+    @property
+    def synthesis(self) -> nn.Module:
+        return self.model.g_s
+
+    @torch.no_grad()
+    def decode_latents(self, bitstream: bytes) -> torch.Tensor:
+        """The dequantised latent ŷ (128 channels at 1/16 of the padded picture): entropy decoding and
+        the hyper decoder, without g_s. What `decode()` feeds to g_s, bit for bit."""
         m = self.model
         header, (z_string, y_string) = unpack_strings(bitstream, _HEADER.size)
         h, w, flags, q = _HEADER.unpack(header)
@@ -253,8 +267,7 @@ class RefNetCodec:
         inv = torch.tensor(1.0 / q, dtype=torch.float32, device=self.device)
         indexes = m.gaussian_conditional.build_indexes(scales * inv)
         y_n = m.gaussian_conditional.decompress([y_string], indexes, means=means * inv)
-        x_hat = m.g_s(y_n * q)
-        return crop(x_hat, (h, w)).clamp(0, 1)
+        return y_n * q
 
     # ---- for counting at any resolution (profiler/codec.py CountableNetworks) ---------------------------
     @torch.no_grad()

@@ -1,0 +1,203 @@
+"""Compressed-domain tasks: a latent-domain pipeline beside its decoded-domain anchors (one rate point).
+
+Per `[[tasks]]` entry of the manifest (profiler/taskspec.py), per rate point and per picture (the first
+`[tasks] images` test pictures), three pipelines, each counted **as one call** by the dispatch-level
+counter (strict and vm MACs, per module), then timed (`[tasks] repeats` runs, the counted run being the
+warm-up) with the CPU peak memory over the timed runs (above the worker's RSS once the codec, the task
+network and the anchors are loaded):
+
+- *latent*: `codec.decode_latents(bitstream)` + the task network. Its scopes are the codec's decoder
+  (`decoder.*`), the task network (`task.*`) and the synthesis transform as its own root (`synthesis.*`,
+  from `codec.synthesis`; without it, any scope with a `g_s` component): a synthesis scope in this count
+  is recorded (`synthesis_scopes`) and makes the task's latent figures a failure, never a figure;
+- *decoded anchor*: `codec.decode(bitstream)` + the anchor network on the decoded picture;
+- *original anchor*: the anchor network on the uncompressed picture.
+
+The bitstream is the codec's own `encode()` of the picture, made here, outside every counted and timed
+region. Super-resolution codes the ×4 bicubic-down-scaled picture (anchors.downscale): the pipelines run
+on that bitstream, the original anchor on the uncompressed low-resolution picture, and the kMAC/px
+denominator (`output_pixels`) is the high-resolution output's pixels (4W × 4H of the low-resolution
+picture); for the other kinds it is the original picture's W × H.
+
+Anchors (profiler/anchors.py) and task networks have random weights unless the manifest names some:
+task accuracy is never measured, and the report says so.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, Callable
+
+import torch
+
+from . import memory, timing
+from .anchors import SR_SCALE, anchors_for, downscale
+from .counting import CountResult, OpCounter
+from .errors import InputError, SubmissionError
+from .taskspec import TaskSpec, load_task_entry, with_task_weights
+
+SYNTHESIS_ROOT = "synthesis"
+SYNTHESIS_NAME = "g_s"     # the conventional name of a synthesis transform, used when the codec names none
+
+
+def _unique_params(*modules: torch.nn.Module, without: torch.nn.Module | None = None) -> int:
+    skip = {id(p) for p in without.parameters()} if without is not None else set()
+    seen: set[int] = set()
+    n = 0
+    for m in modules:
+        for p in m.parameters():
+            if id(p) not in seen and id(p) not in skip:
+                seen.add(id(p))
+                n += p.numel()
+    return n
+
+
+def _submission_call(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except (SubmissionError, InputError):
+        raise
+    except Exception as exc:
+        raise SubmissionError(stage, f"{type(exc).__name__}: {exc}", traceback.format_exc()) from None
+
+
+def synthesis_scopes(per_module: dict, by_module: bool) -> list[str]:
+    """Scopes of a count that belong to the synthesis transform: the `synthesis` root (and below) when the
+    codec names its module, otherwise every scope with a `g_s` component."""
+    if by_module:
+        return sorted(k for k in per_module if k == SYNTHESIS_ROOT or k.startswith(SYNTHESIS_ROOT + "."))
+    return sorted(k for k in per_module if SYNTHESIS_NAME in k.split("."))
+
+
+def _pipeline(fn: Callable[[], Any], roots: dict[str, torch.nn.Module], root_name: str, params: int,
+              repeats: int, baseline_mib: float | None,
+              check: Callable[[CountResult], None] | None = None) -> tuple[dict, CountResult]:
+    """Count fn once (as one call), then time it `repeats` times under a CPU peak: (entry dict, count).
+    `check` sees the count first, even when the call raised (its complaint is the one reported)."""
+    counter = OpCounter(roots, root_name)
+    failure: SubmissionError | None = None
+    with counter:
+        try:
+            fn()
+        except SubmissionError as exc:
+            failure = exc
+    c = counter.result()
+    if check is not None:
+        check(c)
+    if failure is not None:
+        raise failure
+    with memory.CpuPeak(baseline_mib) as peak:
+        times = timing.time_cpu(fn, repeats)[0]
+    total = c.total()
+    entry = {"macs": c.macs, "vm_macs": total.vm_macs, "complete": c.complete, "count": c.to_dict(),
+             "params": params, "timing": {"cpu": timing.summarize(times).to_dict()},
+             "memory": {"cpu": peak.result.to_dict()}}
+    return entry, c
+
+
+def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: int,
+                 baseline_mib: float | None = None, cuda_note: tuple[str, str] | None = None) -> dict:
+    """One task at one rate point: a `TaskRate` dict. The submission's failures (its build_task, its
+    decode_latents, its task network) are the task's error; the rate point's own figures are untouched."""
+    out: dict[str, Any] = {"name": task.name, "kind": task.kind, "entry": task.entry, "pictures": [],
+                           "not_measured": {}}
+    if cuda_note is not None:
+        out["not_measured"]["gpu"] = {"code": cuda_note[0], "reason": cuda_note[1]}
+    out["not_measured"]["accuracy"] = {"code": "not-available", "reason": (
+        "task accuracy is not measured: anchors (and task networks without weights) have random weights; "
+        "the figures are complexity only")}
+    anchors = anchors_for(task.kind)
+    synth = getattr(codec, "synthesis", None)
+    by_module = isinstance(synth, torch.nn.Module)
+    out["synthesis_check"] = ("codec.synthesis counted as its own scope" if by_module else
+                              f"no codec.synthesis: scopes named {SYNTHESIS_NAME!r} taken as synthesis")
+    try:
+        if not callable(getattr(codec, "decode_latents", None)):
+            raise SubmissionError("decode_latents", "the codec has no decode_latents(bitstream) "
+                                  "(profiler/codec.py LatentDecoder): no latent pipeline")
+        task = with_task_weights(task, manifest)
+        build_task = load_task_entry(task, manifest)
+        net = _submission_call("build_task", build_task, task, rate, torch.device("cpu"))
+        if not isinstance(net, torch.nn.Module):
+            raise SubmissionError("build_task", f"build_task() must return a torch.nn.Module, got {type(net).__name__}")
+        net.eval()
+        out["params"] = _unique_params(net)
+        try:
+            nets = {a.name: a.build().eval() for a in anchors}
+        except ModuleNotFoundError as exc:
+            raise InputError(None, f"tasks[{task.index}]", f"the {task.kind} anchors need {exc.name} "
+                             "(pip install 'jpegai-profile[tasks]')") from None
+        out["anchors"] = [{"name": a.name, "description": a.description, "params": _unique_params(nets[a.name])}
+                          for a in anchors]
+        decoder = codec.decoder
+        latent_params = _unique_params(decoder, net, without=synth if by_module else None)
+        latent_roots = ({SYNTHESIS_ROOT: synth} if by_module else {}) | {"decoder": decoder, "task": net}
+        # Peaks are given above the worker's RSS once the codec, this task network and the anchors are
+        # loaded: what the pipelines' calls need on top of every network's weights.
+        import gc
+
+        gc.collect()
+        baseline_mib = memory.rss_mib()
+        with torch.no_grad():
+            for img in images:
+                x = img.tensor("cpu")
+                src = downscale(x, SR_SCALE) if task.kind == "super-resolution" else x
+                bits = bytes(_submission_call("encode", codec.encode, src))
+                ch, cw = src.shape[-2:]
+                pixels = (ch * SR_SCALE) * (cw * SR_SCALE) if task.kind == "super-resolution" else ch * cw
+
+                def latent():
+                    rep = _submission_call("decode_latents", codec.decode_latents, bits)
+                    return _submission_call("task network", net, rep)
+
+                def no_synthesis(c: CountResult) -> None:
+                    scopes = synthesis_scopes(c.per_module, by_module)
+                    if scopes:
+                        raise SubmissionError("decode_latents", "the synthesis transform ran in the latent pipeline "
+                                              f"({', '.join(scopes[:3])}): decode_latents must stop before it")
+
+                lat, c = _pipeline(latent, latent_roots, "latent", latent_params, repeats, baseline_mib, no_synthesis)
+                scopes = synthesis_scopes(c.per_module, by_module)
+                runs = {}
+                for a in anchors:
+                    anet = nets[a.name]
+
+                    def decoded(anet=anet):
+                        return anet(_submission_call("decode", codec.decode, bits))
+
+                    def original(anet=anet):
+                        return anet(src)
+
+                    dec = _pipeline(decoded, {"decoder": decoder, "anchor": anet}, "decoded",
+                                    _unique_params(decoder, anet), repeats, baseline_mib)[0]
+                    org = _pipeline(original, {"anchor": anet}, "original", _unique_params(anet), repeats,
+                                    baseline_mib)[0]
+                    runs[a.name] = {"decoded": dec, "original": org}
+                out["pictures"].append({"image": img.name, "width": img.width, "height": img.height,
+                                        "coded_width": int(cw), "coded_height": int(ch), "output_pixels": int(pixels),
+                                        "bytes": len(bits), "latent": lat, "anchors": runs,
+                                        "synthesis_scopes": scopes})
+    except SubmissionError as exc:
+        out["error"] = {"kind": "submission", "stage": exc.stage, "message": str(exc),
+                        "traceback": exc.traceback_text}
+    except InputError as exc:
+        out["error"] = {"kind": "input", "stage": "input", "message": str(exc)}
+    except Exception as exc:   # the suite's own (an anchor): this task fails, the rate point's figures stay
+        out["error"] = {"kind": "suite", "stage": "tasks", "traceback": traceback.format_exc(),
+                        "message": f"internal error of jpegai-profile (please report it): {type(exc).__name__}: {exc}"}
+    if out.get("error"):
+        out["pictures"] = []   # no partial figures beside an error
+    return out
+
+
+def measure_tasks(codec, sub, rate, images: list, cond, baseline_mib: float | None = None,
+                  gpu_note: tuple[str, str] | None = None) -> tuple[list[dict], dict[str, tuple[str, str]]]:
+    """Every task of the submission at this rate point: (TaskRate dicts, the rate point's not-measured
+    entries). Nothing when the submission declares no task; "not requested" when [tasks] measure = false."""
+    if not sub.tasks:
+        return [], {}
+    if not cond.tasks.measure:
+        return [], {"tasks": ("not-requested", "[tasks] measure = false in the test conditions")}
+    pictures = list(images)[: cond.tasks.images]
+    return [measure_task(codec, t, rate, sub.manifest, pictures, cond.tasks.repeats, baseline_mib, gpu_note)
+            for t in sub.tasks], {}

@@ -42,6 +42,7 @@ from .precision import check_codec_precision
 from .model.report import ErrorRecord, Picture, RateResult
 from .quality import image_quality, psnr_rgb, to_uint8
 from .submission import load_entry, load_submission, with_weights
+from .untimed import add_records, untimed
 
 
 # The runner's progress pipe (profiler/runner.py run_limited): opened in main() before the submission is
@@ -174,11 +175,15 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
         x_hat, dec_count = _counted(codec, "decode", bits)
         x_hat = _check_decoded(x_hat, x)
         psnr = psnr_rgb(x, x_hat)
-        quality = image_quality(x, x_hat)
+        # Untimed work with every core (profiler/untimed.py); the threads are back before the warm-ups.
+        spent: dict[str, dict] = {}
+        quality, spent["quality"] = untimed("quality", lambda: image_quality(x, x_hat), cond.timing.threads)
         decoded_u8 = to_uint8(x_hat).cpu()
         decoded_sha256 = _sha256(decoded_u8.numpy().tobytes())
         if interop_proxy:
-            interop_entry = compare_image(img, x, bits, x_hat, proxy_decoder(codec), "cpu")
+            interop_entry, spent["interop proxy"] = untimed(
+                "interop proxy", lambda: compare_image(img, x, bits, x_hat, proxy_decoder(codec), "cpu"),
+                cond.timing.threads)
         del x_hat   # not held during the memory peaks below
 
         for _ in range(max(0, cond.timing.warmup - 1)):
@@ -211,7 +216,7 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
         counts={"encoder": enc_count, "decoder": dec_count},
         quality=quality, **extra,
     )
-    return picture, interop_entry, {"own_bits": own_bits, "decoded_u8": decoded_u8}
+    return picture, interop_entry, {"own_bits": own_bits, "decoded_u8": decoded_u8, "untimed": spent}
 
 
 def cuda_instance_problem(cpu_codec, cuda_codec, device_type: str = "cuda") -> str | None:
@@ -569,6 +574,7 @@ def run_job(job: dict) -> RateResult:
     worker: dict[str, Any] = {}
     missing: dict[str, tuple[str, str]] = {}
     pictures: list[dict] = []
+    spent: list[dict] = []      # the untimed steps' records (per picture, per step)
     try:
         rate = with_weights(rate, sub.manifest)
         if rate.weights is not None:
@@ -636,6 +642,7 @@ def run_job(job: dict) -> RateResult:
                 if write_dir:
                     _write_delivery(Path(write_dir), rate.target_bpp, img, extra)
             pictures.append(picture)
+            spent.append(extra["untimed"])
             if entry is not None:
                 proxy_entries.append(entry)
         if delivery is not None:
@@ -649,17 +656,22 @@ def run_job(job: dict) -> RateResult:
             missing["resolutions"] = ("not-requested", "verify: the worst case is over the submitted bitstreams")
         else:
             _emit(event="resolutions")
-            got["resolutions"], nm = count_resolutions(
+            (got["resolutions"], nm), spent_res = untimed("resolutions", lambda: count_resolutions(
                 codec, cond.counting.resolutions,
-                (first["name"], first["width"], first["height"], first["counts"]["decoder"]["macs"]) if first else None)
+                (first["name"], first["width"], first["height"], first["counts"]["decoder"]["macs"]) if first else None),
+                cond.timing.threads)
             missing.update(nm)
-            got["crosscheck"], nm = crosscheck_codec(codec)
+            _emit(event="crosscheck")
+            (got["crosscheck"], nm), spent_cc = untimed("cross-check", lambda: crosscheck_codec(codec),
+                                                         cond.timing.threads)
             missing.update(nm)
+            spent.append({"resolutions": spent_res, "cross-check": spent_cc})
 
         # Device interoperability: decode this rate point's bitstreams on another device (or a proxy
         # that changes float arithmetic), for the compliance rule: profiler/interop.py. The cpu→cuda
         # pair is measured in the GPU phase, under the GPU settings.
         if proxy:
+            _emit(event="interop")
             got["interop"] = measure_interop(codec, build, rate, images, devices, proxy_entries, cuda_present=False)
 
         if not cuda_requested:
@@ -677,7 +689,9 @@ def run_job(job: dict) -> RateResult:
                 got["interop"] = gpu["interop"]
             elif "interop" not in missing and not proxy:
                 # The runtime could not use the device after all: the proxy, with device A run here.
-                got["interop"] = measure_interop(codec, build, rate, images, devices, None, cuda_present=False)
+                got["interop"], rec = untimed("interop proxy", lambda: measure_interop(
+                    codec, build, rate, images, devices, None, cuda_present=False), cond.timing.threads)
+                spent.append({"interop proxy": rec})
             if "timing" in gpu:
                 pictures = [{**p, "timing": {**p["timing"], "cuda": t}, "memory": {**p["memory"], "cuda": m}}
                             for p, t, m in zip(pictures, gpu["timing"], gpu["memory"])]
@@ -699,6 +713,7 @@ def run_job(job: dict) -> RateResult:
         got["status"] = "failed"
         got["error"] = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
     worker.update({"peak_rss_mib": memory.peak_rss_mib(), "pid": os.getpid()})
+    got["untimed"] = _untimed_summary(spent)
     try:
         return assemble(got, pictures, missing, worker)
     except Exception as exc:
@@ -707,6 +722,15 @@ def run_job(job: dict) -> RateResult:
         error = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
         return assemble({"index": rate.index, "target_bpp": rate.target_bpp, "status": "failed", "error": error},
                         [], {}, worker)
+
+
+def _untimed_summary(spent: list[dict]) -> dict[str, dict]:
+    """{step: one record} from the per-picture and per-step records (profiler/untimed.py)."""
+    steps: dict[str, list[dict]] = {}
+    for records in spent:
+        for step, rec in records.items():
+            steps.setdefault(step, []).append(rec)
+    return {step: add_records(*recs) for step, recs in steps.items()}
 
 
 def assemble(got: dict, pictures: list[dict], missing: dict[str, tuple[str, str]], worker: dict) -> RateResult:

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("profiler.conditions", "profiler.submission", "profiler.images", "profiler.codec", "profiler.outdir",
      "profiler.delivery"),
     ("profiler.counting", "profiler.params", "profiler.precision", "profiler.timing", "profiler.memory",
-     "profiler.quality", "profiler.interop", "profiler.environment", "profiler.adapters"),
+     "profiler.quality", "profiler.interop", "profiler.environment", "profiler.adapters", "profiler.untimed"),
     ("profiler.derive",),
     ("profiler.compliance", "profiler.render", "profiler.aggregation", "profiler.zoo"),
     ("profiler.runner", "profiler.worker"),

@@ -364,6 +364,15 @@ class WorkerInfo(Frozen):
     rlimit_data_lifted: bool | None = None   # RLIMIT_DATA (soft) lifted before the GPU phase
 
 
+class UntimedStep(Frozen):
+    """One untimed step of a rate point (profiler/untimed.py): the torch threads it ran with (raised to
+    the worker's cores; timed calls keep `timing.threads`) and its wall time, summed over its calls."""
+
+    threads: int
+    seconds: float
+    calls: int = 1
+
+
 class GpuSettings(Frozen):
     cudnn_benchmark: bool
     cudnn_deterministic: bool
@@ -422,6 +431,8 @@ class RateResult(Frozen):
     environment: WorkerEnvironment = Field(default_factory=WorkerEnvironment)
     interop: Interop | None = None
     verification: list[VerificationItem] = Field(default_factory=list)
+    # step ("quality", "interop proxy", "resolutions", "cross-check", …) → threads and seconds
+    untimed: dict[str, UntimedStep] = Field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from .conditions import TestConditions
+from .counting.reuse import earlier_entries
 from .environment import fingerprint, merge_worker
 from .errors import InputError
 from . import derive
@@ -583,7 +584,10 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
             progress("rate_done", {"rate": rate.target_bpp, "status": "ok", "resumed": True})
             continue
         progress("rate", {"rate": rate.target_bpp})
-        result = run_rate(sub, idx, cond, devices, progress, seed=seed, job_extra=(job_extra or {}).get(idx))
+        # The finished rate points' networks and counts, so a worker running the same networks takes their
+        # resolution counts and cross-check instead of repeating them (counting/reuse.py).
+        extra = {**((job_extra or {}).get(idx) or {}), "earlier": earlier_entries(rates)}
+        result = run_rate(sub, idx, cond, devices, progress, seed=seed, job_extra=extra)
         rates.append(result)
         report = _with_rates(report, rates)
         write_report(report, path)

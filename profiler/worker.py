@@ -31,7 +31,9 @@ from .codec import check_codec
 from .conditions import TestConditions
 from .counting import count_call
 from .counting.crosscheck import crosscheck_codec
-from .counting.meta import count_resolutions
+from .codec import CountableNetworks
+from .counting.resolutions import count_resolutions
+from .counting.reuse import find_shared, network_fingerprint, picture_signatures, shared_crosscheck
 from .environment import worker_environment
 from .errors import InputError, SubmissionError
 from .images import TestImage, load_images
@@ -122,8 +124,9 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _counted(codec, part: str, arg):
-    """One counted encode or decode: (output, the count as a PartCount dict).
+def _counted(codec, part: str, arg, record: bool = False):
+    """One counted encode or decode: (output, the count as a PartCount dict, the CountResult with its
+    recording when `record`, else None: counting/replay.py).
 
     A program codec (adapters/command.py) counts in its own process (`count_encode`/`count_decode`, the
     injected counter); where it cannot, the count is empty, incomplete and says why."""
@@ -134,10 +137,10 @@ def _counted(codec, part: str, arg):
         if count is None:
             why = (getattr(codec, "macs_not_counted", None) or {}).get(part) or "the program was not counted"
             count = {"macs": 0, "complete": False, "unseen": [why]}
-        return out, count
+        return out, count, None
     out, c = count_call(lambda: _call(part, getattr(codec, part), arg), roots={root: getattr(codec, root)},
-                        root_name=root)
-    return out, c.to_dict()
+                        root_name=root, record=record)
+    return out, c.to_dict(), (c if record else None)
 
 
 def _process_runs(codec, fn, reps: int) -> dict:
@@ -151,7 +154,8 @@ def _process_runs(codec, fn, reps: int) -> dict:
 
 
 def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: float | None = None,
-                   interop_proxy: bool = False, submitted: bytes | None = None) -> tuple[dict, dict | None, dict]:
+                   interop_proxy: bool = False, submitted: bytes | None = None, record: bool = False
+                   ) -> tuple[dict, dict | None, dict]:
     """Count, warm up, then time and take the memory peaks of encode and decode on one image (CPU).
 
     Returns (the picture's `Picture` entry as a dict, its interoperability entry or None, extras: the
@@ -167,12 +171,12 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
     interop_entry = None
     program = bool(getattr(codec, "runs_as_program", False))
     with torch.no_grad():
-        own_bits, enc_count = _counted(codec, "encode", x)
+        own_bits, enc_count, enc_rec = _counted(codec, "encode", x, record)
         own_bits = _check_bitstream(own_bits)
         bits = own_bits if submitted is None else submitted
         if program:
             codec.size_hint = (img.width, img.height)
-        x_hat, dec_count = _counted(codec, "decode", bits)
+        x_hat, dec_count, dec_rec = _counted(codec, "decode", bits, record)
         x_hat = _check_decoded(x_hat, x)
         psnr = psnr_rgb(x, x_hat)
         # Untimed work with every core (profiler/untimed.py); the threads are back before the warm-ups.
@@ -216,7 +220,9 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
         counts={"encoder": enc_count, "decoder": dec_count},
         quality=quality, **extra,
     )
-    return picture, interop_entry, {"own_bits": own_bits, "decoded_u8": decoded_u8, "untimed": spent}
+    recording = {"encoder": enc_rec, "decoder": dec_rec} if record else None
+    return picture, interop_entry, {"own_bits": own_bits, "decoded_u8": decoded_u8, "untimed": spent,
+                                    "recording": recording}
 
 
 def cuda_instance_problem(cpu_codec, cuda_codec, device_type: str = "cuda") -> str | None:
@@ -622,6 +628,11 @@ def run_job(job: dict) -> RateResult:
         delivery = job.get("delivery")
         write_dir = job.get("write_bitstreams")
         items = []
+        # The counted calls are recorded for a replay at the resolutions (counting/replay.py) where the
+        # codec offers no networks to run on meta.
+        record = bool(cond.counting.resolutions) and not isinstance(codec, CountableNetworks) \
+            and not getattr(codec, "runs_as_program", False) and delivery is None
+        recordings: dict[str, dict] = {}
         for n, img in enumerate(images):
             _emit(event="image", name=img.name, n=n)
             if delivery is not None:
@@ -638,11 +649,14 @@ def run_job(job: dict) -> RateResult:
                     continue
                 items.append(_verify_item(item, picture, extra, delivery, img))
             else:
-                picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy)
+                picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy,
+                                                       record=record)
                 if write_dir:
                     _write_delivery(Path(write_dir), rate.target_bpp, img, extra)
             pictures.append(picture)
             spent.append(extra["untimed"])
+            if extra.get("recording"):
+                recordings[img.name] = extra["recording"]
             if entry is not None:
                 proxy_entries.append(entry)
         if delivery is not None:
@@ -651,18 +665,17 @@ def run_job(job: dict) -> RateResult:
         # Counting at the resolutions of profile.toml (worst-case decoder) and the cross-check against
         # other counters: profiler/counting/meta.py and crosscheck.py. Not in a verification: its worst
         # case is over the submitted bitstreams.
-        first = pictures[0] if pictures else None
         if delivery is not None:
             missing["resolutions"] = ("not-requested", "verify: the worst case is over the submitted bitstreams")
         else:
+            got["networks"], shared = _shared_parts(codec, pictures, job.get("earlier") or [])
             _emit(event="resolutions")
             (got["resolutions"], nm), spent_res = untimed("resolutions", lambda: count_resolutions(
-                codec, cond.counting.resolutions,
-                (first["name"], first["width"], first["height"], first["counts"]["decoder"]["macs"]) if first else None),
-                cond.timing.threads)
+                codec, cond.counting.resolutions, pictures, recordings, shared), cond.timing.threads)
             missing.update(nm)
+            del recordings
             _emit(event="crosscheck")
-            (got["crosscheck"], nm), spent_cc = untimed("cross-check", lambda: crosscheck_codec(codec),
+            (got["crosscheck"], nm), spent_cc = untimed("cross-check", lambda: _crosscheck(codec, shared),
                                                          cond.timing.threads)
             missing.update(nm)
             spent.append({"resolutions": spent_res, "cross-check": spent_cc})
@@ -722,6 +735,32 @@ def run_job(job: dict) -> RateResult:
         error = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
         return assemble({"index": rate.index, "target_bpp": rate.target_bpp, "status": "failed", "error": error},
                         [], {}, worker)
+
+
+def _shared_parts(codec, pictures: list[dict], earlier: list[dict]) -> tuple[dict[str, str], dict[str, dict]]:
+    """(this rate point's network fingerprints per part, {part: the earlier rate point whose resolution
+    counts and cross-check it takes}): counting/reuse.py. Only parts whose networks are the same and whose
+    real counts on every test picture are identical are taken."""
+    networks = {part: network_fingerprint(getattr(codec, part), codec) for part in ("encoder", "decoder")}
+    shared = {}
+    for part, fp in networks.items():
+        src = find_shared(earlier, part, fp, picture_signatures(pictures, part))
+        if src is not None:
+            shared[part] = src
+    return networks, shared
+
+
+def _crosscheck(codec, shared: dict[str, dict]) -> tuple[dict | None, dict]:
+    """The cross-check, parts shared with an earlier rate point taken from it (counting/reuse.py)."""
+    taken = {part: got for part, src in shared.items() if (got := shared_crosscheck(src, part))}
+    todo = tuple(p for p in ("encoder", "decoder") if p not in taken)
+    if not todo:
+        src = next(iter(shared.values()))["crosscheck"]
+        return {**{k: v for k, v in src.items() if k not in ("encoder", "decoder")}, **taken}, {}
+    out, missing = crosscheck_codec(codec, todo)
+    if out is None:
+        return out, missing
+    return {**out, **taken}, missing
 
 
 def _untimed_summary(spent: list[dict]) -> dict[str, dict]:

@@ -418,7 +418,25 @@ def _sigterm_unwinds():
 
 # The events a worker sends (profiler/worker.py `_emit`); the runner's own (rate, rate_done, resume) never
 # come from a worker.
-WORKER_EVENTS = ("start", "image", "resolutions", "cuda")
+WORKER_EVENTS = ("start", "image", "resolutions", "cuda", "phase")
+# A rate point's phases, in order (the `phase` event's values).
+PHASES = ("building", "counting", "timing", "resolutions", "cross-check", "interop", "GPU")
+
+
+def _phase_info(event: dict) -> dict:
+    """The fields of a worker's `phase` event, each checked ({} when the phase is not one of PHASES)."""
+    if event.get("phase") not in PHASES:
+        return {}
+    info: dict = {"phase": event["phase"]}
+    for key in ("image", "detail"):
+        if isinstance(event.get(key), str):
+            info[key] = event[key][:200]
+    for key in ("n", "of"):
+        if isinstance(event.get(key), int):
+            info[key] = event[key]
+    if isinstance(event.get("estimate_s"), (int, float)):
+        info["estimate_s"] = float(event["estimate_s"])
+    return info
 
 
 def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
@@ -446,7 +464,16 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
             info.update(name=event["name"][:200], n=event.get("n") if isinstance(event.get("n"), int) else None)
         elif kind == "start" and isinstance(event.get("images"), int):
             info["images"] = event["images"]
-        last_event.append(f"image {info['name']}" if kind == "image" else kind)
+        elif kind == "phase":
+            info.update(_phase_info(event))
+            if not info:
+                return
+        if kind == "image":
+            last_event.append(f"image {info['name']}")
+        elif kind == "phase":   # a picture's phases keep the picture as the stage
+            last_event.append(f"image {info['image']}" if "image" in info else info["phase"])
+        else:
+            last_event.append(kind)
         progress(kind, info)
 
     with _sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="jpegai-worker-") as tmp:

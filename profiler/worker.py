@@ -190,6 +190,7 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
                 cond.timing.threads)
         del x_hat   # not held during the memory peaks below
 
+        _emit(event="phase", phase="timing", image=img.name)
         for _ in range(max(0, cond.timing.warmup - 1)):
             _call("encode", codec.encode, x)
             _call("decode", codec.decode, bits)
@@ -595,6 +596,7 @@ def run_job(job: dict) -> RateResult:
         cuda_seen = cuda_requested and cuda_device_present()
         _warm_suite()
         modules_before = set(sys.modules)
+        _emit(event="phase", phase="building")
         build = load_entry(sub)
         codec = _call("build", build, rate, torch.device("cpu"))
         gc.collect()
@@ -635,6 +637,7 @@ def run_job(job: dict) -> RateResult:
         recordings: dict[str, dict] = {}
         for n, img in enumerate(images):
             _emit(event="image", name=img.name, n=n)
+            _emit(event="phase", phase="counting", image=img.name, n=n, of=len(images))
             if delivery is not None:
                 item, submitted = _delivery_item(delivery, img, rate.target_bpp)
                 if submitted is None:
@@ -671,10 +674,11 @@ def run_job(job: dict) -> RateResult:
             got["networks"], shared = _shared_parts(codec, pictures, job.get("earlier") or [])
             _emit(event="resolutions")
             (got["resolutions"], nm), spent_res = untimed("resolutions", lambda: count_resolutions(
-                codec, cond.counting.resolutions, pictures, recordings, shared), cond.timing.threads)
+                codec, cond.counting.resolutions, pictures, recordings, shared, on_step=_resolution_step),
+                cond.timing.threads)
             missing.update(nm)
             del recordings
-            _emit(event="crosscheck")
+            _emit(event="phase", phase="cross-check")
             (got["crosscheck"], nm), spent_cc = untimed("cross-check", lambda: _crosscheck(codec, shared),
                                                          cond.timing.threads)
             missing.update(nm)
@@ -684,7 +688,7 @@ def run_job(job: dict) -> RateResult:
         # that changes float arithmetic), for the compliance rule: profiler/interop.py. The cpu→cuda
         # pair is measured in the GPU phase, under the GPU settings.
         if proxy:
-            _emit(event="interop")
+            _emit(event="phase", phase="interop")
             got["interop"] = measure_interop(codec, build, rate, images, devices, proxy_entries, cuda_present=False)
 
         if not cuda_requested:
@@ -693,6 +697,7 @@ def run_job(job: dict) -> RateResult:
             missing["gpu"] = ("no-device", "no CUDA device")
         else:
             _emit(event="cuda")
+            _emit(event="phase", phase="GPU")
             worker["rlimit_data_lifted"] = _lift_data_limit()
             gpu, nm = _gpu_phase(codec, build, rate, images, cond, list(devices), seed)
             missing.update(nm)
@@ -735,6 +740,12 @@ def run_job(job: dict) -> RateResult:
         error = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
         return assemble({"index": rate.index, "target_bpp": rate.target_bpp, "status": "failed", "error": error},
                         [], {}, worker)
+
+
+def _resolution_step(width: int, height: int, how: str, estimate_s: float | None) -> None:
+    """Progress of the resolutions phase: which size, counted how, and roughly how long it will take."""
+    _emit(event="phase", phase="resolutions", detail=f"{width}×{height}: {how}",
+          **({"estimate_s": round(estimate_s, 1)} if estimate_s is not None else {}))
 
 
 def _shared_parts(codec, pictures: list[dict], earlier: list[dict]) -> tuple[dict[str, str], dict[str, dict]]:

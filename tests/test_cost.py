@@ -83,8 +83,15 @@ def test_rate_points_with_the_same_networks_share_resolutions_and_cross_check(tm
 
     sub = load_submission(CODECS / "tiny")
     cond = _conditions(resolutions=((451, 300), (64, 48)), repeats=1, warmup=1)
-    report = runner.profile(sub, cond, tmp_path, [0, 1], ["cpu"])
+    events = []
+    report = runner.profile(sub, cond, tmp_path, [0, 1], ["cpu"], progress=lambda k, i: events.append((k, i)))
     first, second = report.rates
+    # The progress shows each rate point's phases, in order, the resolutions with how they are counted.
+    phases = [i["phase"] for k, i in events if k == "phase" and i["rate"] == 0.5]
+    assert [p for n, p in enumerate(phases) if n == 0 or phases[n - 1] != p] == \
+        ["building", "counting", "timing", "resolutions", "cross-check", "interop"]
+    details = [i.get("detail") for k, i in events if k == "phase" and i["phase"] == "resolutions" and i["rate"] == 0.5]
+    assert details[-1] == "64×48: replay"
     assert first.ok and second.ok, (first.error, second.error)
     assert first.networks == second.networks and set(first.networks) == {"encoder", "decoder"}
     same, small = first.resolutions
@@ -161,3 +168,14 @@ def test_replay_equals_the_real_count_and_is_refused_when_it_does_not():
     assert refused is None and "replayed against" in why
     refused, why = choose_recording("decoder", [rec["decoder"]], [("p", 97, 61, dec.to_dict())])
     assert refused is None and "no other picture of a different size" in why
+
+
+def test_phase_text_and_phase_events_are_checked():
+    from profiler.cli.profile import phase_text
+    from profiler.runner import _phase_info
+
+    assert phase_text({"phase": "timing", "image": "chelsea", "n": 1, "of": 4}) == "timing chelsea (2/4)"
+    assert phase_text({"phase": "resolutions", "detail": "3840×2160: real call", "estimate_s": 519.6}) == \
+        "resolutions 3840×2160: real call, about 520 s"
+    assert _phase_info({"phase": "mining"}) == {}
+    assert _phase_info({"phase": "GPU", "image": 3, "estimate_s": "soon"}) == {"phase": "GPU"}

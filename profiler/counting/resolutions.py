@@ -120,12 +120,15 @@ def _earlier_part(src: dict, width: int, height: int, part: str) -> tuple[dict, 
 
 
 def count_resolutions(codec, resolutions, pictures: list[dict], recordings: dict | None = None,
-                      shared: dict[str, dict] | None = None) -> tuple[list[dict], dict[str, tuple[str, str]]]:
+                      shared: dict[str, dict] | None = None, on_step=None
+                      ) -> tuple[list[dict], dict[str, tuple[str, str]]]:
     """One entry per profile.toml resolution (`Resolution` as a dict), and what could not be measured.
 
     `pictures`: the rate point's test pictures as the worker made them ({name, width, height, counts});
     `recordings`: {picture name: {part: the CountResult of its counted call, with `.recording`}};
     `shared`: {part: the earlier rate point (counting/reuse.py `earlier_entries` item) to take it from}.
+    `on_step(width, height, how, estimate_s)`: told before each size is counted (progress), with a rough
+    estimate of the seconds a real call there takes (the first picture's counted calls scaled by area).
     """
     entries: list[dict] = []
     missing: dict[str, tuple[str, str]] = {}
@@ -161,6 +164,8 @@ def count_resolutions(codec, resolutions, pictures: list[dict], recordings: dict
                 continue
             need.append(part)
         if need:
+            if on_step is not None:
+                on_step(width, height, *_plan(meta_twin, countable, replays, need, pictures, width, height, on_step))
             _count_needed(codec, meta_twin, countable, replays, width, height, tuple(need), counts, parts, notes)
         if replays.probe_seconds:
             notes.append(f"replay checked against a probe: {replays.probe_seconds:.1f} s")
@@ -185,6 +190,28 @@ def count_resolutions(codec, resolutions, pictures: list[dict], recordings: dict
         missing["resolutions_meta"] = ("not-available", "codec has no encode_networks/decode_networks: resolutions "
                                        "counted by replaying its real calls where that is exact, else by real calls")
     return entries, missing
+
+
+def _plan(meta_twin, countable: bool, replays: _Replays, need: list[str], pictures: list[dict],
+          width: int, height: int, on_step) -> tuple[str, float | None]:
+    """(how the needed parts will be counted, a rough estimate of a real call's seconds or None)."""
+    if meta_twin is not None or countable:
+        return "meta networks", None
+    if any(part not in replays.decided for part in need):
+        on_step(width, height, "checking a replay of the recorded calls", None)
+    real = [part for part in need if replays.accepted(part)[0] is None]
+    if not real:
+        return "replay", None
+    return f"real call ({', '.join(real)}: no replay reproduced another picture's count)", \
+        _real_estimate(pictures, width, height, real)
+
+
+def _real_estimate(pictures: list[dict], width: int, height: int, need) -> float | None:
+    if not pictures:
+        return None
+    p = pictures[0]
+    walls = [p["counts"][part].get("wall_s") or 0.0 for part in need]
+    return sum(walls) * (width * height) / max(1, p["width"] * p["height"])
 
 
 def _count_needed(codec, meta_twin, countable: bool, replays: _Replays, width: int, height: int,

@@ -27,11 +27,10 @@ import numpy as np
 import torch
 
 from . import derive, memory, timing
-from .codec import check_codec
+from .codec import CountableNetworks, check_codec
 from .conditions import TestConditions
 from .counting import count_call
 from .counting.crosscheck import crosscheck_codec
-from .codec import CountableNetworks
 from .counting.resolutions import count_resolutions
 from .counting.reuse import find_shared, network_fingerprint, picture_signatures, shared_crosscheck
 from .environment import worker_environment
@@ -666,7 +665,8 @@ def run_job(job: dict) -> RateResult:
             got["verification"] = items
 
         # Counting at the resolutions of profile.toml (worst-case decoder) and the cross-check against
-        # other counters: profiler/counting/meta.py and crosscheck.py. Not in a verification: its worst
+        # other counters: profiler/counting/resolutions.py and crosscheck.py, parts of the same networks
+        # taken from an earlier rate point (counting/reuse.py). Not in a verification: its worst
         # case is over the submitted bitstreams.
         if delivery is not None:
             missing["resolutions"] = ("not-requested", "verify: the worst case is over the submitted bitstreams")
@@ -768,7 +768,7 @@ def _crosscheck(codec, shared: dict[str, dict]) -> tuple[dict | None, dict]:
     if not todo:
         src = next(iter(shared.values()))["crosscheck"]
         return {**{k: v for k, v in src.items() if k not in ("encoder", "decoder")}, **taken}, {}
-    out, missing = crosscheck_codec(codec, todo)
+    out, missing = crosscheck_codec(codec) if len(todo) == 2 else crosscheck_codec(codec, todo)
     if out is None:
         return out, missing
     return {**out, **taken}, missing

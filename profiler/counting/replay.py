@@ -18,7 +18,8 @@ formulas on meta tensors (shapes, no storage, nothing computed):
   dimension stays;
 - a group of at least `LOOP_MIN` calls whose number is c × (coded_h / s) × (coded_w / s) (one loop
   iteration per latent position, the smallest c) is called c × (coded_h' / s) × (coded_w' / s) times;
-  fewer calls stay as they are.
+  fewer calls stay as they are. The shapes of a loop's ops stay too (each iteration works on a window
+  of fixed size, such as a 5×5 context crop).
 
 Nothing here is trusted on its own: a recording is used only once its replay at *another* picture's
 size reproduces that picture's real count exactly (every module's MACs, vm MACs, biases and element
@@ -159,8 +160,10 @@ def replay(rec: Recording, width: int, height: int, registry=DEFAULT) -> CountRe
         kind, func, scope, shapes, _others, why = key
         name = op_name(func._overloadpacket)
         n2 = _map_calls(n, rec.coded, coded2)
-        mapped = [None if s is None else (s[0] if s[2] else _map_shape(s[0], rec.coded, coded2, (rec.height, rec.width),
-                                                                   (height, width)), s[1]) for s in shapes]
+        # A loop over latent positions works on a window of fixed size: its shapes stay.
+        loop = n2 != n
+        mapped = [None if s is None else (s[0] if s[2] or loop else _map_shape(
+            s[0], rec.coded, coded2, (rec.height, rec.width), (height, width)), s[1]) for s in shapes]
         if kind == "decomposed":
             res.decomposed[name] = res.decomposed.get(name, 0) + n2
             continue

@@ -173,15 +173,23 @@ def count_resolutions(codec, resolutions, pictures: list[dict], recordings: dict
         methods = {parts[p]["method"] for p in PARTS}
         method = ENTRY_METHOD.get(methods.pop()) if len(methods) == 1 else \
             "; ".join(f"{p}: {parts[p]['method']}" for p in PARTS)
-        entries.append({"width": width, "height": height, "method": method,
-                        "seconds": round(time.perf_counter() - t0, 4), "note": "; ".join(notes),
-                        "encoder": counts.get("encoder"), "decoder": counts.get("decoder"), "parts": parts})
+        entry = {"width": width, "height": height, "method": method,
+                 "seconds": round(time.perf_counter() - t0, 4), "note": "; ".join(notes),
+                 "encoder": counts.get("encoder"), "decoder": counts.get("decoder"), "parts": parts}
+        if "decoder" in shared and parts["decoder"].get("measured_on"):
+            # the decoder's meta-vs-real check travels with its shared count
+            earlier = next((e for e in shared["decoder"].get("resolutions") or []
+                            if (e["width"], e["height"]) == (width, height)), {})
+            if earlier.get("meta_vs_real"):
+                entry["meta_vs_real"] = earlier["meta_vs_real"]
+        entries.append(entry)
     first = pictures[0] if pictures else None
     if meta_twin is not None and first is not None and any(
             p.get("method") == "meta networks" and not p.get("measured_on") for e in entries for p in e["parts"].values()):
         check = meta_agreement(codec, meta_twin, first["name"], first["width"], first["height"],
                                first["counts"]["decoder"]["macs"])
-        entries = [{**e, "meta_vs_real": check} if e["method"] == "meta" else e for e in entries]
+        entries = [{**e, "meta_vs_real": check} if e["method"] == "meta" and "meta_vs_real" not in e else e
+                   for e in entries]
         if check.get("agree") is False:
             missing["resolutions_meta_check"] = ("disagrees",
                 f"decoder networks on meta count {check['meta_macs_decoder']} MACs at {check['image']} but the real "

@@ -185,7 +185,8 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
         decoded_sha256 = _sha256(decoded_u8.numpy().tobytes())
         if interop_proxy:
             interop_entry, spent["interop proxy"] = untimed(
-                "interop proxy", lambda: compare_image(img, x, bits, x_hat, proxy_decoder(codec), "cpu"),
+                "interop proxy", lambda: compare_image(img, x, bits, x_hat, proxy_decoder(codec), "cpu",
+                                                       quality_a={"psnr_rgb": psnr, **quality}),
                 cond.timing.threads)
         del x_hat   # not held during the memory peaks below
 

@@ -24,6 +24,19 @@ def _job(codec: str, cond: TestConditions, rate_index: int = 0, **extra) -> dict
 
 # -- threads --------------------------------------------------------------------------------------------
 
+def test_untimed_threads_are_the_idle_cores_or_the_number_set(monkeypatch):
+    import os
+
+    monkeypatch.setenv("JPEGAI_UNTIMED_THREADS", "3")
+    assert untimed_threads() == 3
+    monkeypatch.delenv("JPEGAI_UNTIMED_THREADS")
+    assert 1 <= untimed_threads() <= len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert untimed_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 0.0, 0.0))
+    assert untimed_threads() == 1
+
+
 def test_more_threads_restores_the_timed_threads_also_when_the_step_raises():
     torch.set_num_threads(1)
     try:
@@ -43,12 +56,13 @@ def test_timed_calls_run_with_timing_threads_and_untimed_work_with_every_core(tm
 
     log = tmp_path / "threads.jsonl"
     monkeypatch.setenv("JPEGAI_TEST_THREADS_LOG", str(log))
+    monkeypatch.setenv("JPEGAI_UNTIMED_THREADS", "2")    # raised whatever the machine's load
     cond = _conditions(resolutions=((64, 48),), repeats=2, warmup=2)
     result = worker.run_job(_job("threads", cond))
     assert result.ok, result.error
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     picture = [(c["call"], c["threads"]) for c in calls if (c["h"], c["w"]) == (300, 451)]
-    cores = untimed_threads()
+    cores = 2
     # Per picture, in order: the counted encode and decode (the first warm-up), the interoperability
     # proxy's decode (untimed: every core), the second warm-up, then 2 timed encodes and 2 timed decodes.
     assert [c for c, _ in picture] == ["encode", "decode", "decode", "encode", "decode"] + ["encode"] * 2 + ["decode"] * 2

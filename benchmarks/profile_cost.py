@@ -1,20 +1,25 @@
-"""What a full profile costs beyond the runs it must time.
+"""What a full profile costs beyond the runs it must time (issue #12), side by side from one run.
 
-The floor for one rate point is (warm-up + repeats) × (encode + decode) per image: the timed runs plus
-the warm-ups (the counted run is the first warm-up). This script runs the real CLI on a submission in
-a subprocess, reads the report it wrote, and prints, side by side from that one run:
+(a) RefNet (submissions/refnet), default conditions: the real CLI in a subprocess; from the report it
+    wrote, the floor — (warm-up + repeats) × (encode + decode) per picture and rate point, from the
+    measured medians — against the workers' wall time and the whole command's wall time (target:
+    whole ÷ floor ≤ 1.3), with the seconds of each untimed step and how many resolution and cross-check
+    parts were shared with an earlier rate point.
+(b) A codec without CountableNetworks: a CompressAI model not among the bundled four
+    (tests/codecs/plain_compressai, `--arch`, default mbt2018-mean), profiled at one rate point with the
+    default conditions. Its extra-resolution counting now (the report's `untimed.resolutions`: replay,
+    every core) against before: a real counted encode()/decode() of a noise picture at each resolution
+    at one thread (what the suite did), measured here; and whether the report's 1920×1080 counts agree
+    exactly with that real count (every module's MACs).
 
-- the floor, from the measured median encode/decode times;
-- the worker's wall time (model build, images, counted run, warm-ups, timed runs, extra measurements);
-- the whole command's wall time (interpreter start, imports, manifest, worker start, rendering);
-- the ratios of the last two to the floor.
-
-Usage: python benchmarks/profile_cost.py [SUBMISSION] [--rates 0.5] [--repeats 3]
+Usage: python benchmarks/profile_cost.py [--only a|b] [--rates 0.03,0.5] [--arch mbt2018-mean]
+       [--images DIR] [--before-sizes 1920x1080,3840x2160]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -23,40 +28,133 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def run_profile(submission: Path, extra: list[str]) -> tuple[dict, float]:
+    """(report, whole command's wall time) of `python -m profiler SUBMISSION --device cpu EXTRA`."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "profiler", str(submission), "--device", "cpu", "--out", out, *extra]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        total = time.perf_counter() - t0
+        path = Path(out) / "report.json"
+        if not path.is_file():
+            sys.exit(f"profile failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        return json.loads(path.read_text()), total
+
+
+def floor_s(rep: dict) -> float:
+    cond = rep["conditions"]["timing"]
+    runs = cond["warmup"] + cond["repeats"]
+    return sum(runs * (img["timing"]["cpu"]["encode"]["median_s"] + img["timing"]["cpu"]["decode"]["median_s"])
+               for r in rep["rates"] if r["status"] == "ok" for img in r["images"])
+
+
+def untimed_s(rep: dict) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in rep["rates"]:
+        for step, rec in (r.get("untimed") or {}).items():
+            out[step] = out.get(step, 0.0) + rec["seconds"]
+    return out
+
+
+def part_a(args) -> None:
+    extra = ["--rates", args.rates] if args.rates else []
+    if args.images:
+        extra += ["--images", args.images]
+    rep, total = run_profile(ROOT / "submissions" / "refnet", extra)
+    floor = floor_s(rep)
+    worker = sum(r["worker"]["wall_s"] or 0.0 for r in rep["rates"])
+    ok = [r for r in rep["rates"] if r["status"] == "ok"]
+    shared_res = sum(1 for r in ok for e in r["resolutions"] for p in (e.get("parts") or {}).values()
+                     if p.get("measured_on"))
+    all_res = sum(len(e.get("parts") or {}) for r in ok for e in r["resolutions"])
+    shared_cc = sum(1 for r in ok for part in ("encoder", "decoder")
+                    if ((r.get("crosscheck") or {}).get(part) or {}).get("measured_on"))
+    n_img = sum(len(r["images"]) for r in ok)
+    print(f"(a) RefNet, default conditions{' at ' + args.rates + ' bpp' if args.rates else ''}: "
+          f"{len(ok)} rate points ok, {n_img} picture runs")
+    print(f"    floor (warm-up + repeats) × (enc + dec): {floor:8.1f} s")
+    print(f"    workers' wall time:                       {worker:8.1f} s   ÷ floor {worker / floor:5.2f}")
+    print(f"    whole command:                            {total:8.1f} s   ÷ floor {total / floor:5.2f}   (target ≤ 1.3)")
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(untimed_s(rep).items()))
+    print(f"    untimed steps (every core): {steps}")
+    print(f"    shared with an earlier rate point: {shared_res}/{all_res} resolution parts, "
+          f"{shared_cc}/{2 * len(ok)} cross-check parts")
+
+
+def _plain_codec(arch: str):
+    spec = importlib.util.spec_from_file_location("plain_compressai",
+                                                  ROOT / "tests" / "codecs" / "plain_compressai" / "codec.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.PlainCompressAI(arch, 1, "cpu")
+
+
+def part_b(args) -> None:
+    import torch
+
+    from profiler.counting.meta import count_real_calls
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sub = Path(tmp) / "plain"
+        sub.mkdir()
+        src = ROOT / "tests" / "codecs" / "plain_compressai"
+        (sub / "codec.py").write_text((src / "codec.py").read_text())
+        (sub / "submission.toml").write_text(
+            (src / "submission.toml").read_text().replace('"mbt2018-mean"', json.dumps(args.arch)))
+        extra = ["--rates", "0.25"] + (["--images", args.images] if args.images else [])
+        rep, total = run_profile(sub, extra)
+    r = rep["rates"][0]
+    if r["status"] != "ok":
+        sys.exit(f"(b) failed: {r['error']}")
+    now = (r.get("untimed") or {}).get("resolutions", {})
+    print(f"(b) {args.arch} as a plain build() codec (no encode_networks), one rate point, "
+          f"{len(r['images'])} pictures: whole command {total:.1f} s, floor {floor_s(rep):.1f} s")
+    for e in r["resolutions"]:
+        how = ", ".join(f"{p} {s['method']}" for p, s in e["parts"].items())
+        print(f"    {e['width']}×{e['height']}: {how}; {e['seconds']:.2f} s")
+    print(f"    resolutions now:    {now.get('seconds', float('nan')):8.2f} s  at {now.get('threads')} threads "
+          "(replays and the check that accepts them)")
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.before_sizes.split(",") if s]
+    codec = _plain_codec(args.arch)
+    torch.set_num_threads(1)
+    before = 0.0
+    real_1080 = None
+    for w, h in sizes:
+        t0 = time.perf_counter()
+        enc, dec = count_real_calls(codec, w, h)
+        dt = time.perf_counter() - t0
+        before += dt
+        print(f"    before, {w}×{h}: a real counted encode()/decode() at 1 thread: {dt:8.2f} s")
+        if (w, h) == (1920, 1080):
+            real_1080 = (enc.to_dict(), dec.to_dict())
+    print(f"    resolutions before: {before:8.2f} s  at 1 thread   (now ÷ before {now.get('seconds', 0) / before:.4f})")
+    if real_1080 is not None:
+        entry = next(e for e in r["resolutions"] if (e["width"], e["height"]) == (1920, 1080))
+        for part, real in zip(("encoder", "decoder"), real_1080):
+            mine = entry[part]
+            same_modules = {k: v["macs"] for k, v in mine["per_module"].items() if v["macs"]} == \
+                {k: v["macs"] for k, v in real["per_module"].items() if v["macs"]}
+            verdict = "exact" if mine["macs"] == real["macs"] and same_modules else "DIFFERS"
+            print(f"    1920×1080 {part}: report {mine['macs']:,} MACs ({entry['parts'][part]['method']}), "
+                  f"real call {real['macs']:,} MACs, per module {'equal' if same_modules else 'different'}: {verdict}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("submission", nargs="?", default=str(ROOT / "submissions" / "bmshj2018-hyperprior"))
-    ap.add_argument("--rates", default="0.5")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--only", choices=["a", "b"], default=None)
+    ap.add_argument("--rates", default=None, help="(a) only these RefNet rates (default: all nine)")
+    ap.add_argument("--images", default=None, help="test pictures (default: the conditions' own)")
+    ap.add_argument("--arch", default="mbt2018-mean", help="(b) a CompressAI zoo name (not one bundled)")
+    ap.add_argument("--before-sizes", default="1920x1080,3840x2160",
+                    help="(b) resolutions at which the old way (a real call at one thread) is measured")
     args = ap.parse_args()
-
-    with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "profiler", args.submission, "--rates", args.rates, "--repeats",
-               str(args.repeats), "--warmup", str(args.warmup), "--device", "cpu", "--out", out]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        total = time.perf_counter() - t0
-        if proc.returncode != 0:
-            print(proc.stdout[-2000:], proc.stderr[-2000:])
-            return 1
-        rep = json.loads((Path(out) / "report.json").read_text())
-
-    runs = args.warmup + args.repeats
-    floor = worker = 0.0
-    for r in rep["rates"]:
-        worker += r["worker"]["wall_s"]
-        for img in r["images"]:
-            t = img["timing"]["cpu"]
-            floor += runs * (t["encode"]["median_s"] + t["decode"]["median_s"])
-    n_img = sum(len(r["images"]) for r in rep["rates"])
-    print(f"submission: {Path(args.submission).name}  rates: {args.rates}  images: {n_img}  "
-          f"warm-up {args.warmup} + repeats {args.repeats}")
-    print(f"floor (warm-up + repeats) × (enc + dec): {floor:8.2f} s")
-    print(f"worker wall time:                         {worker:8.2f} s   ratio {worker / floor:5.2f}")
-    print(f"whole command wall time:                  {total:8.2f} s   ratio {total / floor:5.2f}")
+    if args.only in (None, "a"):
+        part_a(args)
+    if args.only in (None, "b"):
+        part_b(args)
     return 0
 
 

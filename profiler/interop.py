@@ -85,12 +85,15 @@ class BrokenReconstruction(ValueError):
     """A decode() output that `reconstruction_problem` refuses."""
 
 
-def compare_image(img, x: torch.Tensor, bits: bytes, x_a: torch.Tensor, decode_b, device_b=None) -> dict:
+def compare_image(img, x: torch.Tensor, bits: bytes, x_a: torch.Tensor, decode_b, device_b=None,
+                  quality_a: dict | None = None) -> dict:
     """One image's entry: `bits` (encoded on A) and `x_a` (their A-decoded picture) against `decode_b(bits)`.
 
     A B-decoded picture that is not a usable reconstruction (not a float tensor of A's shape on
     `device_b`, or with NaN/inf) is B's decode error, never a comparison (NaN compares as "no difference").
     A broken `x_a` is A's error (`error_a`): the worker refuses it before calling this.
+    `quality_a`: A's quality as the caller already measured it (psnr_rgb and `image_quality` of `x_a`),
+    not measured twice. A B picture identical to A's has A's quality (not measured again either).
     """
     entry: dict = {"name": img.name, "width": img.width, "height": img.height, "bytes": len(bits),
                    "bpp": 8.0 * len(bits) / (img.width * img.height)}
@@ -98,7 +101,7 @@ def compare_image(img, x: torch.Tensor, bits: bytes, x_a: torch.Tensor, decode_b
     if problem:
         return {"name": img.name, "width": img.width, "height": img.height, "error_a": problem}
     x_a = x_a.detach().float().cpu()
-    entry["a"] = _quality(x, x_a)
+    entry["a"] = dict(quality_a) if quality_a is not None else _quality(x, x_a)
     try:
         x_b = decode_b(bits)
         problem = reconstruction_problem(x_b, tuple(x_a.shape), device_b)
@@ -109,7 +112,7 @@ def compare_image(img, x: torch.Tensor, bits: bytes, x_a: torch.Tensor, decode_b
         entry["decode_error_b"] = f"{type(exc).__name__}: {exc}"
         entry["traceback_b"] = traceback.format_exc(limit=5)
         return entry
-    entry["b"] = _quality(x, x_b)
+    entry["b"] = dict(entry["a"]) if torch.equal(x_a, x_b) else _quality(x, x_b)
     entry["max_abs_diff"] = float((x_a - x_b).abs().max().item()) if x_a.numel() else 0.0
     entry["max_abs_diff_8bit"] = int((to_uint8(x_a).int() - to_uint8(x_b).int()).abs().max().item())
     entry["psnr_drop_db"] = _drop(entry["a"]["psnr_rgb"], entry["b"]["psnr_rgb"])

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from .conditions import TestConditions
+from .counting.reuse import earlier_entries
 from .environment import fingerprint, merge_worker
 from .errors import InputError
 from . import derive
@@ -504,11 +505,29 @@ def _sigterm_unwinds():
 
 # The events a worker sends (profiler/worker.py `_emit`); the runner's own (rate, rate_done, resume) never
 # come from a worker.
-WORKER_EVENTS = ("start", "image", "resolutions", "tasks", "cuda", "step")
+WORKER_EVENTS = ("start", "image", "resolutions", "tasks", "cuda", "step", "phase")
 # Steps of one picture or delivery item (`step` events): what the worker was doing when it died.
 ITEM_STEPS = {"encode": "the re-encode of the original", "decode": "the decode of this bitstream",
               "repeats": "the warm-up and timed runs of this bitstream",
               "cuda": "the GPU decode of this bitstream"}
+# A rate point's phases, in order (the `phase` event's values).
+PHASES = ("building", "counting", "timing", "resolutions", "cross-check", "interop", "GPU")
+
+
+def _phase_info(event: dict) -> dict:
+    """The fields of a worker's `phase` event, each checked ({} when the phase is not one of PHASES)."""
+    if event.get("phase") not in PHASES:
+        return {}
+    info: dict = {"phase": event["phase"]}
+    for key in ("image", "detail"):
+        if isinstance(event.get(key), str):
+            info[key] = event[key][:200]
+    for key in ("n", "of"):
+        if isinstance(event.get(key), int):
+            info[key] = event[key]
+    if isinstance(event.get("estimate_s"), (int, float)):
+        info["estimate_s"] = float(event["estimate_s"])
+    return info
 
 
 def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
@@ -587,11 +606,23 @@ def _run_worker(sub: Submission, rate_index: int, cond: TestConditions, devices:
             current.clear()
             current.update(name=info["name"], phase="cuda" if event.get("phase") == "cuda" else "cpu",
                            step="cuda" if event.get("phase") == "cuda" else None)
+        elif kind == "phase":
+            phase = _phase_info(event)
+            if not phase:
+                return
+            info.update(phase)
+            if "image" not in phase:    # a picture's phases keep the picture as the current item
+                current.clear()
         else:
             current.clear()
             if kind == "start" and isinstance(event.get("images"), int):
                 info["images"] = event["images"]
-        last_event.append(f"image {info['name']}" if kind == "image" else kind)
+        if kind == "image":
+            last_event.append(f"image {info['name']}")
+        elif kind == "phase":   # a picture's phases keep the picture as the stage
+            last_event.append(f"image {info['image']}" if "image" in info else info["phase"])
+        else:
+            last_event.append(kind)
         progress(kind, info)
 
     with _sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="jpegai-worker-") as tmp:
@@ -781,7 +812,10 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
             progress("rate_done", {"rate": rate.target_bpp, "status": "ok", "resumed": True})
             continue
         progress("rate", {"rate": rate.target_bpp})
-        result = run_rate(sub, idx, cond, devices, progress, seed=seed, job_extra=(job_extra or {}).get(idx))
+        # The finished rate points' networks and counts, so a worker running the same networks takes their
+        # resolution counts and cross-check instead of repeating them (counting/reuse.py).
+        extra = {**((job_extra or {}).get(idx) or {}), "earlier": earlier_entries(rates)}
+        result = run_rate(sub, idx, cond, devices, progress, seed=seed, job_extra=extra)
         rates.append(result)
         report = _with_rates(report, rates)
         write_report(report, path)

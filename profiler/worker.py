@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from . import derive, memory, timing
-from .codec import check_codec
+from .codec import CountableNetworks, check_codec
 from .conditions import TestConditions
 from .counting import count_call
 from .counting.crosscheck import crosscheck_codec
-from .counting.meta import count_resolutions
+from .counting.resolutions import count_resolutions
+from .counting.reuse import find_shared, network_fingerprint, picture_signatures, shared_crosscheck
 from .environment import worker_environment
 from .errors import InputError, SubmissionError
 from .images import TestImage, load_images
@@ -43,6 +44,7 @@ from .model.report import ErrorRecord, Picture, RateResult
 from .quality import image_quality, psnr_rgb, to_uint8
 from .submission import load_entry, load_submission, with_weights
 from .tasks import measure_tasks
+from .untimed import add_records, untimed
 
 
 # The runner's progress pipe (profiler/runner.py run_limited): opened in main() before the submission is
@@ -122,8 +124,9 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _counted(codec, part: str, arg):
-    """One counted encode or decode: (output, the count as a PartCount dict).
+def _counted(codec, part: str, arg, record: bool = False):
+    """One counted encode or decode: (output, the count as a PartCount dict, the CountResult with its
+    recording when `record`, else None: counting/replay.py).
 
     A program codec (adapters/command.py) counts in its own process (`count_encode`/`count_decode`, the
     injected counter); where it cannot, the count is empty, incomplete and says why."""
@@ -134,10 +137,10 @@ def _counted(codec, part: str, arg):
         if count is None:
             why = (getattr(codec, "macs_not_counted", None) or {}).get(part) or "the program was not counted"
             count = {"macs": 0, "complete": False, "unseen": [why]}
-        return out, count
+        return out, count, None
     out, c = count_call(lambda: _call(part, getattr(codec, part), arg), roots={root: getattr(codec, root)},
-                        root_name=root)
-    return out, c.to_dict()
+                        root_name=root, record=record)
+    return out, c.to_dict(), (c if record else None)
 
 
 def _process_runs(codec, fn, reps: int) -> dict:
@@ -156,7 +159,8 @@ def _process_runs(codec, fn, reps: int) -> dict:
 
 
 def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: float | None = None,
-                   interop_proxy: bool = False, submitted: bytes | None = None) -> tuple[dict, dict | None, dict]:
+                   interop_proxy: bool = False, submitted: bytes | None = None, record: bool = False
+                   ) -> tuple[dict, dict | None, dict]:
     """Count, warm up, then time and take the memory peaks of encode and decode on one image (CPU).
 
     Returns (the picture's `Picture` entry as a dict, its interoperability entry or None, extras: the
@@ -173,23 +177,29 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
     program = bool(getattr(codec, "runs_as_program", False))
     with torch.no_grad():
         _emit(event="step", part="encode")     # what the runner names if the worker dies here
-        own_bits, enc_count = _counted(codec, "encode", x)
+        own_bits, enc_count, enc_rec = _counted(codec, "encode", x, record)
         own_bits = _check_bitstream(own_bits)
         bits = own_bits if submitted is None else submitted
         if program:
             codec.size_hint = (img.width, img.height)
         _emit(event="step", part="decode")
-        x_hat, dec_count = _counted(codec, "decode", bits)
+        x_hat, dec_count, dec_rec = _counted(codec, "decode", bits, record)
         x_hat = _check_decoded(x_hat, x)
         psnr = psnr_rgb(x, x_hat)
-        quality = image_quality(x, x_hat)
+        # Untimed work with every core (profiler/untimed.py); the threads are back before the warm-ups.
+        spent: dict[str, dict] = {}
+        quality, spent["quality"] = untimed("quality", lambda: image_quality(x, x_hat), cond.timing.threads)
         decoded_u8 = to_uint8(x_hat).cpu()
         decoded_sha256 = _sha256(decoded_u8.numpy().tobytes())
         if interop_proxy:
-            interop_entry = compare_image(img, x, bits, x_hat, proxy_decoder(codec), "cpu")
+            interop_entry, spent["interop proxy"] = untimed(
+                "interop proxy", lambda: compare_image(img, x, bits, x_hat, proxy_decoder(codec), "cpu",
+                                                       quality_a={"psnr_rgb": psnr, **quality}),
+                cond.timing.threads)
         del x_hat   # not held during the memory peaks below
 
         _emit(event="step", part="repeats")
+        _emit(event="phase", phase="timing", image=img.name)
         for _ in range(max(0, cond.timing.warmup - 1)):
             _call("encode", codec.encode, x)
             _call("decode", codec.decode, bits)
@@ -222,7 +232,9 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
         counts={"encoder": enc_count, "decoder": dec_count},
         quality=quality, **extra,
     )
-    return picture, interop_entry, {"own_bits": own_bits, "decoded_u8": decoded_u8}
+    recording = {"encoder": enc_rec, "decoder": dec_rec} if record else None
+    return picture, interop_entry, {"own_bits": own_bits, "decoded_u8": decoded_u8, "untimed": spent,
+                                    "recording": recording}
 
 
 def cuda_instance_problem(cpu_codec, cuda_codec, device_type: str = "cuda") -> str | None:
@@ -778,6 +790,7 @@ def run_job(job: dict) -> RateResult:
     worker: dict[str, Any] = {}
     missing: dict[str, tuple[str, str]] = {}
     pictures: list[dict] = []
+    spent: list[dict] = []      # the untimed steps' records (per picture, per step)
     try:
         rate = with_weights(rate, sub.manifest)
         if rate.weights is not None:
@@ -792,6 +805,7 @@ def run_job(job: dict) -> RateResult:
         cuda_seen = cuda_requested and cuda_device_present()
         _warm_suite()
         modules_before = set(sys.modules)
+        _emit(event="phase", phase="building")
         build = load_entry(sub)
         codec = _call("build", build, rate, torch.device("cpu"))
         gc.collect()
@@ -826,8 +840,14 @@ def run_job(job: dict) -> RateResult:
         write_dir = job.get("write_bitstreams")
         items = []
         restored = _restored(delivery, "cpu") if delivery is not None else {}
+        # The counted calls are recorded for a replay at the resolutions (counting/replay.py) where the
+        # codec offers no networks to run on meta.
+        record = bool(cond.counting.resolutions) and not isinstance(codec, CountableNetworks) \
+            and not getattr(codec, "runs_as_program", False) and delivery is None
+        recordings: dict[str, dict] = {}
         for n, img in enumerate(images):
             _emit(event="image", name=img.name, n=n)
+            _emit(event="phase", phase="counting", image=img.name, n=n, of=len(images))
             if delivery is not None:
                 rec = restored.get(img.name)
                 if rec is None:   # not finished by an earlier worker of this rate point: measured here
@@ -839,10 +859,14 @@ def run_job(job: dict) -> RateResult:
                 if rec["interop"] is not None:
                     proxy_entries.append(rec["interop"])
                 continue
-            picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy)
+            picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy,
+                                                   record=record)
             if write_dir:
                 _write_delivery(Path(write_dir), rate.target_bpp, img, extra)
             pictures.append(picture)
+            spent.append(extra["untimed"])
+            if extra.get("recording"):
+                recordings[img.name] = extra["recording"]
             if entry is not None:
                 proxy_entries.append(entry)
         _emit(event="step", part="done")
@@ -850,18 +874,22 @@ def run_job(job: dict) -> RateResult:
             got["verification"] = items
 
         # Counting at the resolutions of profile.toml (worst-case decoder) and the cross-check against
-        # other counters: profiler/counting/meta.py and crosscheck.py. Not in a verification: its worst
+        # other counters: profiler/counting/resolutions.py and crosscheck.py, parts of the same networks
+        # taken from an earlier rate point (counting/reuse.py). Not in a verification: its worst
         # case is over the submitted bitstreams.
-        first = pictures[0] if pictures else None
         if delivery is not None:
             missing["resolutions"] = ("not-requested", "verify: the worst case is over the submitted bitstreams")
         else:
+            got["networks"], shared = _shared_parts(codec, pictures, job.get("earlier") or [])
             _emit(event="resolutions")
-            got["resolutions"], nm = count_resolutions(
-                codec, cond.counting.resolutions,
-                (first["name"], first["width"], first["height"], first["counts"]["decoder"]["macs"]) if first else None)
+            (got["resolutions"], nm), spent_res = untimed("resolutions", lambda: count_resolutions(
+                codec, cond.counting.resolutions, pictures, recordings, shared, on_step=_resolution_step),
+                cond.timing.threads)
             missing.update(nm)
-            got["crosscheck"], nm = crosscheck_codec(codec)
+            del recordings
+            _emit(event="phase", phase="cross-check")
+            (got["crosscheck"], nm), spent_cc = untimed("cross-check", lambda: _crosscheck(codec, shared),
+                                                         cond.timing.threads)
             missing.update(nm)
             # Compressed-domain tasks ([[tasks]]): latent pipeline and anchors, CPU (profiler/tasks.py).
             _emit(event="tasks")
@@ -870,11 +898,13 @@ def run_job(job: dict) -> RateResult:
                 ("no-device", "no CUDA device") if not cuda_seen else
                 ("not-available", "task pipelines are timed on the CPU only")))
             missing.update(nm)
+            spent.append({"resolutions": spent_res, "cross-check": spent_cc})
 
         # Device interoperability: decode this rate point's bitstreams on another device (or a proxy
         # that changes float arithmetic), for the compliance rule: profiler/interop.py. The cpu→cuda
         # pair is measured in the GPU phase, under the GPU settings.
         if proxy:
+            _emit(event="phase", phase="interop")
             got["interop"] = measure_interop(codec, build, rate, images, devices, proxy_entries, cuda_present=False)
 
         if not cuda_requested:
@@ -884,6 +914,7 @@ def run_job(job: dict) -> RateResult:
         elif delivery is not None:
             # verify: the submitted bitstreams decoded on the GPU, each against the CPU's picture.
             _emit(event="cuda")
+            _emit(event="phase", phase="GPU")
             worker["rlimit_data_lifted"] = _lift_data_limit()
             gpu, nm = _gpu_phase(codec, build, rate, images, cond, list(devices), seed,
                                  submitted=_submitted_items(delivery, images, items))
@@ -899,6 +930,7 @@ def run_job(job: dict) -> RateResult:
                                              "profile, not over the submitted bitstreams")
         else:
             _emit(event="cuda")
+            _emit(event="phase", phase="GPU")
             worker["rlimit_data_lifted"] = _lift_data_limit()
             gpu, nm = _gpu_phase(codec, build, rate, images, cond, list(devices), seed)
             missing.update(nm)
@@ -908,7 +940,9 @@ def run_job(job: dict) -> RateResult:
                 got["interop"] = gpu["interop"]
             elif "interop" not in missing and not proxy:
                 # The runtime could not use the device after all: the proxy, with device A run here.
-                got["interop"] = measure_interop(codec, build, rate, images, devices, None, cuda_present=False)
+                got["interop"], rec = untimed("interop proxy", lambda: measure_interop(
+                    codec, build, rate, images, devices, None, cuda_present=False), cond.timing.threads)
+                spent.append({"interop proxy": rec})
             if "timing" in gpu:
                 pictures = [{**p, "timing": {**p["timing"], "cuda": t}, "memory": {**p["memory"], "cuda": m}}
                             for p, t, m in zip(pictures, gpu["timing"], gpu["memory"])]
@@ -933,6 +967,7 @@ def run_job(job: dict) -> RateResult:
         got["status"] = "failed"
         got["error"] = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
     worker.update({"peak_rss_mib": memory.peak_rss_mib(), "pid": os.getpid()})
+    got["untimed"] = _untimed_summary(spent)
     try:
         return assemble(got, pictures, missing, worker)
     except Exception as exc:
@@ -941,6 +976,47 @@ def run_job(job: dict) -> RateResult:
         error = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
         return assemble({"index": rate.index, "target_bpp": rate.target_bpp, "status": "failed", "error": error},
                         [], {}, worker)
+
+
+def _resolution_step(width: int, height: int, how: str, estimate_s: float | None) -> None:
+    """Progress of the resolutions phase: which size, counted how, and roughly how long it will take."""
+    _emit(event="phase", phase="resolutions", detail=f"{width}×{height}: {how}",
+          **({"estimate_s": round(estimate_s, 1)} if estimate_s is not None else {}))
+
+
+def _shared_parts(codec, pictures: list[dict], earlier: list[dict]) -> tuple[dict[str, str], dict[str, dict]]:
+    """(this rate point's network fingerprints per part, {part: the earlier rate point whose resolution
+    counts and cross-check it takes}): counting/reuse.py. Only parts whose networks are the same and whose
+    real counts on every test picture are identical are taken."""
+    networks = {part: network_fingerprint(getattr(codec, part), codec) for part in ("encoder", "decoder")}
+    shared = {}
+    for part, fp in networks.items():
+        src = find_shared(earlier, part, fp, picture_signatures(pictures, part))
+        if src is not None:
+            shared[part] = src
+    return networks, shared
+
+
+def _crosscheck(codec, shared: dict[str, dict]) -> tuple[dict | None, dict]:
+    """The cross-check, parts shared with an earlier rate point taken from it (counting/reuse.py)."""
+    taken = {part: got for part, src in shared.items() if (got := shared_crosscheck(src, part))}
+    todo = tuple(p for p in ("encoder", "decoder") if p not in taken)
+    if not todo:
+        src = next(iter(shared.values()))["crosscheck"]
+        return {**{k: v for k, v in src.items() if k not in ("encoder", "decoder")}, **taken}, {}
+    out, missing = crosscheck_codec(codec) if len(todo) == 2 else crosscheck_codec(codec, todo)
+    if out is None:
+        return out, missing
+    return {**out, **taken}, missing
+
+
+def _untimed_summary(spent: list[dict]) -> dict[str, dict]:
+    """{step: one record} from the per-picture and per-step records (profiler/untimed.py)."""
+    steps: dict[str, list[dict]] = {}
+    for records in spent:
+        for step, rec in records.items():
+            steps.setdefault(step, []).append(rec)
+    return {step: add_records(*recs) for step, recs in steps.items()}
 
 
 def assemble(got: dict, pictures: list[dict], missing: dict[str, tuple[str, str]], worker: dict) -> RateResult:

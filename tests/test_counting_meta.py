@@ -10,7 +10,8 @@ from torch import nn
 from profiler.adapters.compressai import build as build_compressai
 
 from profiler.counting import count_call
-from profiler.counting.meta import count_at, count_networks, count_resolutions, meta_copy
+from profiler.counting.meta import count_at, count_networks, meta_copy
+from profiler.counting.resolutions import count_resolutions
 from profiler import derive
 from profiler.model.report import RateResult
 from profiler.submission import load_entry, load_submission
@@ -151,7 +152,7 @@ def test_codec_without_networks_counts_real_calls(tiny_dir):
 
 
 def test_worst_case_over_resolutions_names_its_source(hyperprior):
-    entries, missing = count_resolutions(hyperprior, ((1920, 1080), (3840, 2160)), None)
+    entries, missing = count_resolutions(hyperprior, ((1920, 1080), (3840, 2160)), [])
     assert [(e["width"], e["height"], e["method"]) for e in entries] == [(1920, 1080, "meta"), (3840, 2160, "meta")]
     assert missing == {}
     rep = minimal_report([RateResult(index=0, target_bpp=0.03, resolutions=entries)])

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("profiler.conditions", "profiler.submission", "profiler.images", "profiler.codec", "profiler.outdir",
      "profiler.delivery", "profiler.taskspec"),
     ("profiler.counting", "profiler.params", "profiler.precision", "profiler.timing", "profiler.memory",
-     "profiler.quality", "profiler.interop", "profiler.environment", "profiler.adapters", "profiler.anchors",
+     "profiler.quality", "profiler.interop", "profiler.environment", "profiler.adapters", "profiler.anchors", "profiler.untimed",
      "profiler.tasks"),
     ("profiler.derive",),
     ("profiler.compliance", "profiler.render", "profiler.aggregation", "profiler.zoo"),

@@ -87,6 +87,9 @@ def test_worker_uses_the_counted_run_as_device_a(ratectl):
 
     cond = load_conditions(None)          # warm-up 1 (= the counted run) + 3 repeats
     codec = Counting(1.0, torch.device("cpu"), float_entropy=True)
+    # As the worker does: timed (and counted) calls at timing.threads; _measure_image leaves them so after
+    # its untimed steps. This codec's float entropy coding depends on the thread count.
+    torch.set_num_threads(cond.timing.threads)
     _, entry, _ = _measure_image(codec, _image(), cond, None, interop_proxy=True)
     entries = [entry]
     assert Counting.encodes == 1 + 3

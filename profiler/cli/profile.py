@@ -88,6 +88,51 @@ def _write_jobs(args, rate_indices: list[int]) -> dict[int, dict] | None:
     return {i: {"write_bitstreams": str(target.resolve())} for i in rate_indices}
 
 
+def phase_text(info: dict) -> str:
+    """One rate point's phase as the progress line shows it: "timing chelsea (2/4)",
+    "resolutions 3840×2160: real call (decoder: …), about 520 s"."""
+    text = info["phase"]
+    if "image" in info:
+        text += f" {info['image']}"
+        if "n" in info and "of" in info:
+            text += f" ({info['n'] + 1}/{info['of']})"
+    if "detail" in info:
+        text += f" {info['detail']}"
+    if info.get("estimate_s"):
+        text += f", about {info['estimate_s']:.0f} s"
+    return text
+
+
+class _RateClock:
+    """What is left of the profile, from the rate points finished so far (their mean wall time)."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.done: list[float] = []
+        self.start: float | None = None
+
+    def event(self, kind: str) -> None:
+        import time
+
+        if kind == "rate":
+            self.start = time.monotonic()
+        elif kind == "rate_done" and self.start is not None:
+            self.done.append(time.monotonic() - self.start)
+            self.start = None
+        elif kind == "rate_done":
+            self.total -= 1          # a resumed rate point: nothing to wait for
+
+    def left(self) -> str:
+        import time
+
+        if not self.done:
+            return ""
+        mean = sum(self.done) / len(self.done)
+        running = time.monotonic() - self.start if self.start is not None else 0.0
+        rest = max(0.0, mean * (self.total - len(self.done)) - running)
+        return f" · about {rest / 60:.0f} min left" if rest >= 90 else f" · about {rest:.0f} s left"
+
+
 def run(args) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -118,9 +163,15 @@ def run(args) -> int:
                       TimeElapsedColumn(), console=out, transient=True) as bar:
             task = bar.add_task(f"profiling {name}", total=len(rate_indices))
 
+            clock = _RateClock(len(rate_indices))
+
             def progress(kind: str, info: dict) -> None:
-                if kind == "rate":
-                    bar.update(task, description=f"{name} @ {info['rate']:g} bpp: starting worker")
+                clock.event(kind)
+                if kind == "phase":
+                    bar.update(task, description=f"{name} @ {info['rate']:g} bpp: {escape(phase_text(info))}"
+                                                 f"{clock.left()}")
+                elif kind == "rate":
+                    bar.update(task, description=f"{name} @ {info['rate']:g} bpp: starting worker{clock.left()}")
                 elif kind == "image":
                     bar.update(task, description=f"{name} @ {info['rate']:g} bpp: {escape(str(info['name']))}")
                 elif kind == "resolutions":

@@ -253,10 +253,12 @@ def crosscheck_part(wrapper: PartForward, leaves: tuple, part: str) -> dict:
     return entry
 
 
-def crosscheck_codec(codec) -> tuple[dict | None, dict[str, tuple[str, str]]]:
-    """The cross-check entry per part (`RateResult.crosscheck`), and what could not be run as
+def crosscheck_codec(codec, parts: tuple[str, ...] = ("encoder", "decoder")
+                     ) -> tuple[dict | None, dict[str, tuple[str, str]]]:
+    """The cross-check entry per part in `parts` (`RateResult.crosscheck`), and what could not be run as
     {key: (code, reason)}."""
     width, height = SIZE
+    wanted = parts
     missing: dict[str, tuple[str, str]] = {}
     try:
         parts, how = part_inputs(codec, width, height)
@@ -267,6 +269,8 @@ def crosscheck_codec(codec) -> tuple[dict | None, dict[str, tuple[str, str]]]:
     out: dict = {"width": width, "height": height, "forward": how,
                  "note": f"networks only (no entropy coding), one {width}×{height} input per rate point"}
     for part, (wrapper, leaves) in parts.items():
+        if part not in wanted:
+            continue
         try:
             out[part] = crosscheck_part(wrapper, leaves, part)
         except Exception as exc:

@@ -31,6 +31,7 @@ holds it, so a module shared by two parents is split between them (as fvcore doe
 from __future__ import annotations
 
 import time
+import weakref
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -40,6 +41,7 @@ from torch._C import DispatchKey
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from .formulas import DEFAULT, ELEMENT_KINDS, OUTPUT_KW, Cost, FormulaRegistry, op_name
 
@@ -97,6 +99,9 @@ class CountResult:
     # (H, W) of the largest 3-channel 4-D tensor an op produced: the picture as the codec codes it, padding
     # included (a 451×300 picture coded at 512×320). What share of a kMAC/px figure is padding is derived from it.
     largest_rgb_hw: tuple[int, int] | None = None
+    # With `OpCounter(record=True)`: the call's ops grouped by op, scope and shapes (counting/replay.py);
+    # never serialised.
+    recording: Any = field(default=None, repr=False, compare=False)
 
     @property
     def macs(self) -> int:
@@ -224,6 +229,8 @@ class _FunctionWatch(TorchFunctionMode):
                 self.counter._uncounted_op(name, f"formula raised {_why(exc)}")
             else:
                 self.counter._priced(name, cost)
+                if self.counter._record is not None:
+                    self.counter._unreplayable.append(f"{name} at {self.counter._scope()} (priced as a torch function)")
         self.counter._t_overhead += time.perf_counter() - t2
         return out
 
@@ -239,8 +246,21 @@ class OpCounter(TorchDispatchMode):
     supports_higher_order_operators = True   # HOPs reach __torch_dispatch__ instead of raising
 
     def __init__(self, roots: dict[str, torch.nn.Module] | None = None, root_name: str = "call",
-                 registry: FormulaRegistry | None = None):
+                 registry: FormulaRegistry | None = None, record: bool = False):
         super().__init__()
+        # record=True: every priced, zero-cost, uncounted and decomposed op grouped by (kind, op, scope,
+        # shapes[, other arguments]) with its number of calls, for counting/replay.py; the bookkeeping
+        # is inside the dispatch, so outside the call's reported wall time.
+        self._record: dict | None = {} if record else None
+        self._unreplayable: list[str] = []
+        # Tensors whose shape cannot depend on the input: the roots' parameters and buffers and what ops
+        # make from them alone (a masked weight). Recorded as such: a replay keeps their shapes.
+        self._constant: dict[int, weakref.ref] | None = None
+        if record:
+            self._constant = {}
+            for mod in (roots or {}).values():
+                for t in list(mod.parameters()) + list(mod.buffers()):
+                    self._add_constant(t)
         self.root_name = root_name
         self.registry = registry if registry is not None else DEFAULT
         self._names: dict[int, str] = {}
@@ -349,6 +369,63 @@ class OpCounter(TorchDispatchMode):
             self._handles = []
 
     # -- recording ------------------------------------------------------------------------------
+    def _note(self, kind: str, func, args, kwargs, why: str = "") -> None:
+        """One op call into the recording (record=True only)."""
+        if self._record is None:
+            return
+        leaves, spec = tree_flatten((args, kwargs))
+        shapes = tuple((tuple(int(d) for d in t.shape), t.dtype, self._is_constant(t))
+                       if isinstance(t, torch.Tensor) else None for t in leaves)
+        others = None
+        if kind == "priced":
+            others = []
+            for t in leaves:
+                if isinstance(t, torch.Tensor):
+                    continue
+                try:
+                    hash(t)
+                    others.append(t)
+                except TypeError:
+                    others.append(repr(t))
+            others = tuple(others)
+        key = (kind, func, self._scope(), shapes, others, why)
+        got = self._record.get(key)
+        if got is None:
+            self._record[key] = [1, (spec, [None if isinstance(t, torch.Tensor) else t for t in leaves])
+                                 if kind == "priced" else None]
+        else:
+            got[0] += 1
+
+    def _is_constant(self, t: torch.Tensor) -> bool:
+        if isinstance(t, torch.nn.Parameter):
+            return True
+        ref = self._constant.get(id(t)) if self._constant is not None else None
+        return ref is not None and ref() is t
+
+    def _add_constant(self, t: torch.Tensor) -> None:
+        table = self._constant
+        key = id(t)
+
+        def gone(ref, key=key, table=table):
+            if table.get(key) is ref:
+                del table[key]
+        try:
+            table[key] = weakref.ref(t, gone)
+        except TypeError:
+            pass
+
+    def _track_constant(self, args, kwargs, out) -> None:
+        """Outputs of an op whose tensor inputs are all constant are constant when they have the shape of
+        one of them (a masked weight; not an expand of a parameter to the latent's size). record=True only."""
+        if self._constant is None:
+            return
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        if tensors and all(self._is_constant(t) for t in tensors):
+            shapes = {tuple(t.shape) for t in tensors}
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor) and tuple(t.shape) in shapes:
+                    self._add_constant(t)
+
     def _uncounted_op(self, op: str, why: str) -> None:
         self._uncounted[op] += 1
         self._uncounted_why.setdefault(op, why)
@@ -399,8 +476,10 @@ class OpCounter(TorchDispatchMode):
                 r = func.decompose(*args, **kwargs)
             if r is not NotImplemented:
                 self._decomposed[name] += 1
+                self._note("decomposed", func, args, kwargs)
                 return r
         out = self._run(func, args, kwargs)
+        self._track_constant(args, kwargs, out)
         if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[1] == 3:
             hw = (int(out.shape[2]), int(out.shape[3]))
             if self._largest_rgb is None or hw[0] * hw[1] > self._largest_rgb[0] * self._largest_rgb[1]:
@@ -408,24 +487,31 @@ class OpCounter(TorchDispatchMode):
         if fn is None:
             if self.registry.is_zero_cost(func):
                 self._priced(name, Cost())
+                self._note("zero", func, args, kwargs)
             else:
                 self._uncounted_op(name, "no formula and no decomposition")
+                self._note("uncounted", func, args, kwargs, "no formula and no decomposition")
             return out
         if OUTPUT_KW in kwargs:
             self._uncounted_op(name, f"the op has an argument named {OUTPUT_KW!r}")
+            self._note("uncounted", func, args, kwargs, f"the op has an argument named {OUTPUT_KW!r}")
             return out
         try:
             cost = fn(*args, **kwargs, **{OUTPUT_KW: out})
         except Exception as exc:   # a formula never breaks the codec's call
             self._uncounted_op(name, f"formula raised {_why(exc)}")
+            self._note("uncounted", func, args, kwargs, f"formula raised {_why(exc)}")
             return out
         self._priced(name, cost)
+        self._note("priced", func, args, kwargs)
         return out
 
     def _higher_order(self, hop, args, kwargs):
         """A higher-order operator: count its body by running its eager implementation with this mode
         active; `cond` runs the branch its predicate takes. Otherwise run it as it is, uncounted."""
         name = f"higher_order::{hop.name()}"
+        if self._record is not None:
+            self._unreplayable.append(f"{name} at {self._scope()}")
         if hop is torch.ops.higher_order.cond:
             pred, true_fn, false_fn, operands = args
             try:
@@ -458,6 +544,9 @@ class OpCounter(TorchDispatchMode):
             ops_s=min(self._t_ops, wall),
             largest_rgb_hw=self._largest_rgb,
         )
+        if self._record is not None:
+            res.recording = {"groups": dict(self._record), "unreplayable": list(self._unreplayable),
+                             "root": self.root_name}
         outside = res.wall_s - res.ops_s
         cpu_s = (self._cpu_end or time.process_time()) - self._cpu_start
         if (res.macs == 0 and outside >= UNSEEN_MIN_S and cpu_s >= UNSEEN_MIN_S
@@ -471,10 +560,11 @@ class OpCounter(TorchDispatchMode):
 
 
 def count_call(fn: Callable[..., Any], *args: Any, roots: dict[str, torch.nn.Module] | None = None,
-               root_name: str = "call", registry: FormulaRegistry | None = None, **kwargs: Any
-               ) -> tuple[Any, CountResult]:
-    """Run `fn(*args, **kwargs)` under an OpCounter; return its output and what it executed."""
-    counter = OpCounter(roots, root_name, registry)
+               root_name: str = "call", registry: FormulaRegistry | None = None, record: bool = False,
+               **kwargs: Any) -> tuple[Any, CountResult]:
+    """Run `fn(*args, **kwargs)` under an OpCounter; return its output and what it executed (with
+    `record`, its ops grouped for counting/replay.py in `.recording`)."""
+    counter = OpCounter(roots, root_name, registry, record)
     with counter:
         out = fn(*args, **kwargs)
     return out, counter.result()

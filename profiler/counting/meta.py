@@ -9,7 +9,10 @@ What runs on meta is the codec's `encode_networks`/`decode_networks` (profiler/c
 codec is not touched and no weight is copied). The real `encode()`/`decode()` stay counted on real
 tensors by the worker: entropy coders and data-dependent code need values.
 
-Fallbacks, each recorded in the entry's `method` and `note`:
+Which way each resolution and part is counted (shared with an earlier rate point, a test picture's own
+count, meta networks, a replay of the real calls, a real call) is decided in counting/resolutions.py;
+`count_at` here is the networks-or-real-call path of one resolution. Its fallbacks, each recorded in the
+entry's `method` and `note`:
 - the meta run fails → the same networks on real tensors (zeros) at that resolution;
 - the codec has no `encode_networks`/`decode_networks` → the real `encode()`/`decode()` of a fixed noise
   image at that resolution (noise: the highest-entropy content; data-dependent decoders then run their
@@ -54,23 +57,34 @@ def count_networks(codec: Any, width: int, height: int, device: str = "meta"
     return _count_parts(codec, codec.encode_networks, codec.decode_networks, image)
 
 
-def count_real_calls(codec: Any, width: int, height: int) -> tuple[CountResult, CountResult]:
-    """(encoder, decoder) counts of the real encode()/decode() of a fixed noise image."""
+def count_real_calls(codec: Any, width: int, height: int, need: tuple[str, ...] = ("encoder", "decoder"),
+                     record: bool = False) -> tuple[CountResult | None, CountResult | None]:
+    """(encoder, decoder) counts of the real encode()/decode() of a fixed noise image; a part not in
+    `need` is not counted (None; the encoder still runs when the decoder is needed, uncounted)."""
     gen = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, height, width, generator=gen)
-    return _count_parts(codec, codec.encode, codec.decode, image)
+    return _count_parts(codec, codec.encode, codec.decode, image, need, record)
 
 
-def _count_parts(codec: Any, encode, decode, image: torch.Tensor) -> tuple[CountResult, CountResult]:
-    """`decode(encode(image))`, the encoder's call and the decoder's call each counted on its own."""
+def _count_parts(codec: Any, encode, decode, image: torch.Tensor, need: tuple[str, ...] = ("encoder", "decoder"),
+                 record: bool = False) -> tuple[CountResult | None, CountResult | None]:
+    """`decode(encode(image))`, the encoder's call and the decoder's call each counted on its own (only
+    the parts in `need`; the decoder is not run when it is not needed)."""
+    enc_res = dec_res = None
     with torch.no_grad():
-        enc = OpCounter({"encoder": codec.encoder}, "encoder")
-        with enc:
+        if "encoder" in need:
+            enc = OpCounter({"encoder": codec.encoder}, "encoder", record=record)
+            with enc:
+                latents = encode(image)
+            enc_res = enc.result()
+        else:
             latents = encode(image)
-        dec = OpCounter({"decoder": codec.decoder}, "decoder")
-        with dec:
-            decode(latents)
-    return enc.result(), dec.result()
+        if "decoder" in need:
+            dec = OpCounter({"decoder": codec.decoder}, "decoder", record=record)
+            with dec:
+                decode(latents)
+            dec_res = dec.result()
+    return enc_res, dec_res
 
 
 def _why(exc: BaseException) -> str:
@@ -128,35 +142,3 @@ def meta_agreement(codec: Any, meta_twin: Any, image_name: str, width: int, heig
         return {"image": image_name, "agree": None, "note": f"meta device failed: {_why(exc)}"}
     return {"image": image_name, "width": width, "height": height,
             "meta_macs_decoder": dec.macs, "real_macs_decoder": real_macs, "agree": dec.macs == real_macs}
-
-
-def count_resolutions(codec, resolutions, first_image: tuple[str, int, int, int] | None
-                      ) -> tuple[list[dict], dict[str, tuple[str, str]]]:
-    """One entry per profile.toml resolution, and what could not be measured as {key: (code, reason)}.
-
-    `first_image` = (name, width, height, real decoder MACs) of the first test picture's counted decode,
-    against which the meta path is checked.
-    """
-    entries: list[dict] = []
-    missing: dict[str, tuple[str, str]] = {}
-    if not resolutions:
-        return entries, missing
-    meta_twin = None
-    if isinstance(codec, CountableNetworks):
-        try:
-            meta_twin = meta_copy(codec)
-        except Exception as exc:
-            missing["resolutions_meta"] = ("failed", f"could not move the codec to the meta device: {_why(exc)}")
-    else:
-        missing["resolutions_meta"] = (
-            "not-available", "codec has no encode_networks/decode_networks: resolutions counted with real encode()/decode()")
-    for width, height in resolutions:
-        entries.append(count_at(codec, width, height, meta_twin))
-    if meta_twin is not None and first_image is not None:
-        check = meta_agreement(codec, meta_twin, *first_image)
-        entries = [{**e, "meta_vs_real": check} if e["method"] == "meta" else e for e in entries]
-        if check.get("agree") is False:
-            missing["resolutions_meta_check"] = ("disagrees",
-                f"decoder networks on meta count {check['meta_macs_decoder']} MACs at {check['image']} but the real "
-                f"decode() counts {check['real_macs_decoder']}: the resolution counts may not be the decoder's")
-    return entries, missing

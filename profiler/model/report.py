@@ -109,6 +109,23 @@ class MetaCheck(Frozen):
     note: str = ""
 
 
+class MeasuredOn(Frozen):
+    """The rate point a shared count was measured on (profiler/counting/reuse.py: same networks, same real
+    counts on every test picture)."""
+
+    index: int
+    target_bpp: float
+
+
+class PartSource(Frozen):
+    """How one part of a resolution entry was obtained (profiler/counting/resolutions.py)."""
+
+    # "meta networks", "networks on real tensors", "test picture", "replay", "real call", "not counted"
+    method: str
+    measured_on: MeasuredOn | None = None     # taken from this rate point's entry (same networks)
+    note: str = ""
+
+
 class Resolution(Frozen):
     """One profile.toml resolution: the codec's encoder and decoder counted at W×H, and how."""
 
@@ -120,6 +137,7 @@ class Resolution(Frozen):
     encoder: PartCount | None = None
     decoder: PartCount | None = None
     meta_vs_real: MetaCheck | None = None
+    parts: dict[Literal["encoder", "decoder"], PartSource] = Field(default_factory=dict)
 
 
 class ModuleDifference(Frozen):
@@ -149,6 +167,7 @@ class CrossCheckPart(Frozen):
     counters: dict[str, CounterResult] = Field(default_factory=dict)
     explanations: list[str] = Field(default_factory=list)
     flagged: bool = False
+    measured_on: MeasuredOn | None = None     # shared: measured on this rate point (same networks)
 
 
 class CrossCheck(Frozen):
@@ -368,6 +387,15 @@ class WorkerInfo(Frozen):
     restarts: list[str] = Field(default_factory=list)   # verify: a worker died on an item, which one, why
 
 
+class UntimedStep(Frozen):
+    """One untimed step of a rate point (profiler/untimed.py): the torch threads it ran with (raised to
+    the worker's cores; timed calls keep `timing.threads`) and its wall time, summed over its calls."""
+
+    threads: int
+    seconds: float
+    calls: int = 1
+
+
 class GpuSettings(Frozen):
     cudnn_benchmark: bool
     cudnn_deterministic: bool
@@ -501,6 +529,10 @@ class RateResult(Frozen):
     interop: Interop | None = None
     verification: list[VerificationItem] = Field(default_factory=list)
     tasks: list[TaskRate] = Field(default_factory=list)    # compressed-domain tasks (profiler/tasks.py)
+    # step ("quality", "interop proxy", "resolutions", "cross-check", …) → threads and seconds
+    untimed: dict[str, UntimedStep] = Field(default_factory=dict)
+    # part → fingerprint of its networks (profiler/counting/reuse.py), for sharing counts across rate points
+    networks: dict[str, str] = Field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
      "profiler.delivery"),
     ("profiler.counting", "profiler.params", "profiler.precision", "profiler.timing", "profiler.memory",
      "profiler.quality", "profiler.interop", "profiler.environment", "profiler.adapters"),
-    ("profiler.derive",),
+    ("profiler.derive", "profiler.bdrate"),
     ("profiler.compliance", "profiler.render", "profiler.aggregation", "profiler.zoo"),
     ("profiler.runner", "profiler.worker"),
     ("profiler.cli", "profiler.__main__", "profiler"),

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("profiler.conditions", "profiler.submission", "profiler.images", "profiler.codec", "profiler.outdir",
      "profiler.delivery"),
     ("profiler.counting", "profiler.params", "profiler.precision", "profiler.timing", "profiler.memory",
-     "profiler.quality", "profiler.interop", "profiler.environment", "profiler.adapters"),
+     "profiler.quality", "profiler.metrics", "profiler.interop", "profiler.environment", "profiler.adapters"),
     ("profiler.derive", "profiler.bdrate"),
     ("profiler.compliance", "profiler.render", "profiler.aggregation", "profiler.zoo"),
     ("profiler.runner", "profiler.worker"),

@@ -47,13 +47,31 @@ def bd_value(metric: str, v: float | None) -> float | None:
     return v
 
 
-def curves(report: Report, metric: str) -> dict[str, list[tuple[float, float | None]]]:
-    """Picture name → [(bpp, value as it enters the BD-rate)] over the report's measured rate points."""
+def raw_points(report: Report, metric: str) -> dict[str, list[tuple[float, float | None]]]:
+    """Picture name → [(bpp, the metric's value as measured)] over the report's measured rate points."""
     out: dict[str, list[tuple[float, float | None]]] = {}
     for r in sorted(report.ok_rates(), key=lambda r: r.target_bpp):
         for pic in r.images:
             raw = pic.psnr_rgb if metric == "psnr_rgb" else pic.quality.get(metric)
-            out.setdefault(pic.name, []).append((pic.bpp, bd_value(metric, raw)))
+            out.setdefault(pic.name, []).append((pic.bpp, raw))
+    return out
+
+
+def curves(report: Report, metric: str) -> dict[str, list[tuple[float, float | None]]]:
+    """Picture name → [(bpp, value as it enters the BD-rate)] over the report's measured rate points."""
+    return {name: [(b, bd_value(metric, v)) for b, v in pts] for name, pts in raw_points(report, metric).items()}
+
+
+def mean_curve(points: dict[str, list[tuple[float, float | None]]]) -> list[tuple[float, float | None]]:
+    """The mean over pictures at each rate point (k-th point of every picture): mean bpp, mean value
+    (None where a picture's value is missing)."""
+    n = min((len(p) for p in points.values()), default=0)
+    out = []
+    for k in range(n):
+        bpps = [p[k][0] for p in points.values()]
+        vals = [p[k][1] for p in points.values()]
+        finite = all(v is not None and math.isfinite(v) for v in vals)
+        out.append((sum(bpps) / len(bpps), sum(vals) / len(vals) if finite else None))
     return out
 
 
@@ -103,7 +121,8 @@ def compare(test: Report, anchor: Report, anchor_path: str = "",
                         substitute_for=info.substitute_for if info else "",
                         metrics=rows, avg_percent=avg, avg_metrics=entered,
                         avg_note=("" if not missing else "AVG BD without " + ", ".join(missing) +
-                                  " (no BD-rate for them)"))
+                                  " (no BD-rate for them)"),
+                        anchor_points={m: raw_points(anchor, m) for m in metrics})
 
 
 def with_bd_rates(test: Report, anchors: list[tuple[str, Report]]) -> Report:

@@ -45,6 +45,9 @@ def parser() -> ArgParser:
     p.add_argument("--write-bitstreams", type=Path, default=None, metavar="DIR",
                    help="also write each bitstream and decoded picture as DIR/<target>/<stem>.bin and .png "
                         "(8-bit RGB, clamp(0,1)·255 rounded half to even): a delivery for `verify`")
+    p.add_argument("--anchors", type=Path, default=None, metavar="DIR",
+                   help="anchor reports (from `jpegai-profile anchors`, e.g. reports/anchors/): add the BD-rates "
+                        "against each to the report")
     add_profile_options(p)
     return p
 
@@ -88,6 +91,23 @@ def _write_jobs(args, rate_indices: list[int]) -> dict[int, dict] | None:
     return {i: {"write_bitstreams": str(target.resolve())} for i in rate_indices}
 
 
+def load_anchors(directory: Path) -> list[tuple[str, object]]:
+    """(path, report) of every anchor report below `directory`; none is bad input (one line, exit 2)."""
+    from ..bdrate import find_anchor_reports
+    from ..model.io import read_report
+
+    if not directory.is_dir():
+        raise InputError(directory, "--anchors", "folder not found (make it with `jpegai-profile anchors`)")
+    found = []
+    for path in find_anchor_reports(directory):
+        report = read_report(path)
+        if report.anchor is not None:
+            found.append((str(path), report))
+    if not found:
+        raise InputError(directory, "--anchors", "holds no anchor report (make them with `jpegai-profile anchors`)")
+    return found
+
+
 def run(args) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -106,6 +126,7 @@ def run(args) -> int:
                            threads=args.threads, min_gpu_memory=args.min_gpu_memory, timeout=args.timeout,
                            memory_limit=args.memory_limit, images=args.images, quick=args.quick)
     rate_indices = select_rates(sub, args.rates, args.quick)
+    anchors = load_anchors(args.anchors) if getattr(args, "anchors", None) is not None else []
     out_dir = args.out or Path("reports") / slug(sub.codec)
     check_images(cond.images, cond.source)     # a bad picture set is bad input, before any worker
     out_lock = prepare_out(out_dir, sub.directory, sub.codec, explicit=args.out is not None and not getattr(args, "out_is_default", False),
@@ -137,6 +158,10 @@ def run(args) -> int:
                                                                      if r.index in rate_indices]},
                              resume=args.resume, job_extra=_write_jobs(args, rate_indices))
         report = evaluate(report, cond)
+        if anchors:
+            from ..bdrate import with_bd_rates
+
+            report = with_bd_rates(report, anchors)
         console_render.render(report, out)
         written = write_all(report, out_dir)
         out.print("wrote " + ", ".join(escape(str(p)) for p in written), highlight=False)

@@ -707,6 +707,8 @@ class BdComparison(Frozen):
     avg_percent: float | None = None         # "AVG BD": mean over avg_metrics' means
     avg_metrics: list[str] = Field(default_factory=list)
     avg_note: str = ""
+    # The anchor's RD points as measured (metric → picture → [(bpp, value)]), for the RD plots.
+    anchor_points: dict[str, dict[str, list[tuple[float, float | None]]]] = Field(default_factory=dict)
 
 
 class Tool(Frozen):

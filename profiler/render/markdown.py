@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..model.report import Report
-from . import table
+from . import bd, table
 from .escape import markdown_cell as cell, markdown_code as code, markdown_text as text
 
 
@@ -34,4 +34,8 @@ def render(report: Report) -> str:
     failed = [r for r in report.rates if not r.ok]
     for r in failed:
         lines.append(f"- rate {r.target_bpp} failed: {text(table.error_message(r))}")
+    lines += bd.markdown_lines(report)
+    if report.anchor:
+        lines += ["", f"Anchor: substitute for {text(report.anchor.substitute_for)} ({text(report.anchor.program)}); "
+                      "complexity not applicable."]
     return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import derive
+from . import derive, performance
 from .errors import InputError
 from .model.io import read_report
 from .model.report import Report
@@ -220,6 +220,7 @@ def aggregate_reports(reports: list[Report], paths: list[str]) -> pd.DataFrame:
         df[c] = pd.array([None if _num(v) is None else int(v) for v in df[c]], dtype="Int64")
     df.attrs["warnings"] = {p: w for p, w in zip(paths, warnings) if w}
     df.attrs["left_out"] = {}
+    df.attrs["performance"] = performance.rows(reports, paths)     # the complexity–performance table
     return df
 
 
@@ -316,7 +317,52 @@ def to_markdown(df: pd.DataFrame) -> str:
             cells[1] += _mark(r)
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        if kind == "summary":
+            lines += performance_markdown(df)
     return "\n".join(lines)
+
+
+PERFORMANCE_NOTE = ("one row per proponent × decoder: worst-case decoder kMAC/px, AVG BD-rate (mean over the JPEG AI "
+                    "metric set, pchip) against each anchor, CPU decode time (median over rate points; ms per "
+                    "megapixel and seconds per call); n/c = no BD-rate (profile without --anchors)")
+
+
+def performance_markdown(df: pd.DataFrame) -> list[str]:
+    perf = df.attrs.get("performance") or []
+    if not perf:
+        return []
+    cols, rows = performance.flat(perf)
+    lines = ["## Complexity–performance", "", markdown_text(PERFORMANCE_NOTE) + ".", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(markdown_cell(performance.fmt(r[c], c)) if c in ("proponent", "decoder")
+                                       else performance.fmt(r[c], c) for c in cols) + " |")
+    return lines + [""]
+
+
+def performance_html(df: pd.DataFrame) -> str:
+    from .render import plots
+    from .render.html import figure
+
+    perf = df.attrs.get("performance") or []
+    if not perf:
+        return ""
+    cols, rows = performance.flat(perf)
+    out = ["<h2 id=complexity-performance>Complexity–performance</h2>", f"<p class=small>{escape(PERFORMANCE_NOTE)}.</p>",
+           "<table id=perf-table><tr>" + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>"]
+    for r in rows:
+        out.append("<tr>" + "".join(f"<td{'' if c in ('proponent', 'decoder') else ' class=num'}>"
+                                    f"{escape(performance.fmt(r[c], c))}</td>" for c in cols) + "</tr>")
+    out.append("</table>")
+    series = {}
+    for a in performance.anchors(perf):
+        for r in perf:
+            series[f"{r['decoder']} vs {a}"] = [(r["kmac_px_decoder_worst"], r["avg_bd"].get(a))]
+    if series:
+        out.append("<div class=plots>" + figure(
+            plots.scatter(series, "worst-case decoder kMAC/px", "AVG BD-rate (%)", "complexity vs performance"),
+            "one point per decoder and anchor: lower is better on both axes") + "</div>")
+    return "\n".join(out)
 
 
 def _label(r) -> str:
@@ -387,6 +433,7 @@ def to_html(df: pd.DataFrame) -> str:
 
     parts.append("<h2>Summary per proponent</h2>")
     parts.append(tbl("summary", ["proponent", "codec"] + SUMMARY_COLUMNS + ["conditions", "warning"]))
+    parts.append(performance_html(df))
     parts.append("<h2>Plots</h2><div class=plots>" + "".join(figure(u, c) for u, c in aggregate_plots(df)) + "</div>")
     parts.append("<h2>Per rate point</h2>")
     parts.append(tbl("rate", ["proponent", "codec"] + [c for c in RATE_COLUMNS if c not in ("proponent", "codec")]

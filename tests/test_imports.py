@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("profiler.counting", "profiler.params", "profiler.precision", "profiler.timing", "profiler.memory",
      "profiler.quality", "profiler.metrics", "profiler.interop", "profiler.environment", "profiler.adapters"),
     ("profiler.derive", "profiler.bdrate"),
-    ("profiler.compliance", "profiler.render", "profiler.aggregation", "profiler.zoo"),
+    ("profiler.compliance", "profiler.render", "profiler.aggregation", "profiler.performance", "profiler.zoo"),
     ("profiler.runner", "profiler.worker"),
     ("profiler.cli", "profiler.__main__", "profiler"),
 ]

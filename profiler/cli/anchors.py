@@ -7,7 +7,8 @@ every comparison: `jpegai-profile SUBMISSION --anchors OUT` adds the submission'
 A program of your own (HM, VTM, Kakadu) wrapped as a command submission enters with
 `--submission DIR --substitute-for NAME`.
 
-Timing is not what an anchor is for: one warm-up and one timed run per picture (override with --repeats).
+Timing is not what an anchor is for: one warm-up and one timed run per picture (override with --repeats),
+and no counted resolutions.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def plan(args) -> list[tuple[Path, dict]]:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
         bad = [n for n in names if n not in BUNDLED]
         if bad or not names:
-            raise InputError("command line", "--only", f"unknown anchor {', '.join(bad) or args.only!r} "
-                                                       f"(known: {', '.join(BUNDLED)})")
+            what = ", ".join(bad) if bad else repr(args.only)
+            raise InputError("command line", "--only", f"unknown anchor {what} (known: {', '.join(BUNDLED)})")
     return [(bundled_dir() / n, BUNDLED[n]) for n in names]
 
 
@@ -84,6 +85,8 @@ def mark_anchor(report, info: dict):
 
 
 def run(args) -> int:
+    import dataclasses
+
     from rich.markup import escape
 
     from ..conditions import load_conditions
@@ -97,6 +100,8 @@ def run(args) -> int:
     todo = plan(args)
     cond = apply_overrides(load_conditions(args.config), repeats=args.repeats, warmup=1, images=args.images,
                            timeout=args.timeout)
+    # No counted resolutions: an anchor's complexity is not applicable (and a program codec would code them).
+    cond = dataclasses.replace(cond, counting=dataclasses.replace(cond.counting, resolutions=()))
     check_images(cond.images, cond.source)
     out = console()
     failed = False

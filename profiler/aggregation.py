@@ -44,6 +44,8 @@ INT_COLUMNS = ["params_encoder", "params_decoder", "params_largest_model", "para
 META_COLUMNS = ["schema_version", "conditions", "complete", "missing_rates", "warning", "report"]
 # Condition fields that never make reports incomparable: where the conditions were read from.
 IGNORED_CONDITIONS = {"source"}
+# Condition groups that do not apply to an anchor's report (its complexity is not applicable).
+ANCHOR_IGNORED = {"counting", "timing", "worker", "rules"}
 
 
 def _none_if_nm(v):
@@ -146,17 +148,23 @@ def unfinished_warning(report: Report) -> str:
 def condition_warnings(reports: list[Report]) -> list[str]:
     """Per report: '' when its conditions equal the reference, else the differing conditions named.
 
-    The reference is the set of conditions most reports share (the first report's on a tie).
+    The reference is the set of conditions most reports share (the first report's on a tie). An anchor's
+    report (`jpegai-profile anchors`) is compared on what its compression figures depend on only (rates,
+    pictures): its complexity conditions do not apply.
     """
     flat = [comparable_conditions(r.conditions.model_dump(mode="json")) for r in reports]
-    keys = [json.dumps(f, sort_keys=True) for f in flat]
+    measured = [f for r, f in zip(reports, flat) if r.anchor is None] or flat
+    keys = [json.dumps(f, sort_keys=True) for f in measured]
     common = Counter(keys).most_common()
     best = max(c for _, c in common)
     ref_key = next(k for k in keys if dict(common)[k] == best)
-    ref = flat[keys.index(ref_key)]
+    ref = measured[keys.index(ref_key)]
     ref_version = Counter(r.schema_version for r in reports).most_common(1)[0][0]
     out = []
     for rep, f in zip(reports, flat):
+        if rep.anchor is not None:
+            f = {k: v for k, v in f.items() if k.split(".")[0] not in ANCHOR_IGNORED}
+            f.update({k: v for k, v in ref.items() if k.split(".")[0] in ANCHOR_IGNORED})
         diffs = []
         for k in sorted(set(ref) | set(f)):
             if ref.get(k) != f.get(k):

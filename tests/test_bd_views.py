@@ -123,3 +123,16 @@ def test_rd_plots_and_the_performance_plot_render_in_the_browser(tmp_path, compa
     agg.write_text(aggregate_html(aggregate([_write_reports(tmp_path)])), encoding="utf-8")
     dom, messages, _ = tb.load(agg, tmp_path)
     assert messages == [] and 'data-plots-total="4"' in dom and 'data-plots-loaded="4"' in dom
+
+
+def test_an_anchor_without_counted_resolutions_is_not_flagged_but_other_conditions_are(tmp_path):
+    reports = _write_reports(tmp_path)
+    path = reports / "anchor" / "report.json"
+    a = _anchor()
+    cond = a.conditions.model_copy(update={"counting": a.conditions.counting.model_copy(update={"resolutions": []})})
+    write_report(a.model_copy(update={"conditions": cond}), path)
+    assert aggregate([reports]).attrs["warnings"] == {}
+    cond = cond.model_copy(update={"target_rates": [0.5]})             # the rates do apply to an anchor
+    write_report(a.model_copy(update={"conditions": cond}), path)
+    warns = aggregate([reports]).attrs["warnings"]
+    assert list(warns) == [str(path)] and "target_rates" in warns[str(path)]

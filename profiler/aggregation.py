@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import derive
+from . import derive, performance
 from .errors import InputError
 from .model.io import read_report
 from .model.report import Report
@@ -46,6 +46,8 @@ INT_COLUMNS = ["params_encoder", "params_decoder", "params_largest_model", "para
 META_COLUMNS = ["schema_version", "conditions", "complete", "missing_rates", "warning", "report"]
 # Condition fields that never make reports incomparable: where the conditions were read from.
 IGNORED_CONDITIONS = {"source"}
+# Condition groups that do not apply to an anchor's report (its complexity is not applicable).
+ANCHOR_IGNORED = {"counting", "timing", "worker", "rules"}
 
 
 def _none_if_nm(v):
@@ -148,17 +150,23 @@ def unfinished_warning(report: Report) -> str:
 def condition_warnings(reports: list[Report]) -> list[str]:
     """Per report: '' when its conditions equal the reference, else the differing conditions named.
 
-    The reference is the set of conditions most reports share (the first report's on a tie).
+    The reference is the set of conditions most reports share (the first report's on a tie). An anchor's
+    report (`jpegai-profile anchors`) is compared on what its compression figures depend on only (rates,
+    pictures): its complexity conditions do not apply.
     """
     flat = [comparable_conditions(r.conditions.model_dump(mode="json")) for r in reports]
-    keys = [json.dumps(f, sort_keys=True) for f in flat]
+    measured = [f for r, f in zip(reports, flat) if r.anchor is None] or flat
+    keys = [json.dumps(f, sort_keys=True) for f in measured]
     common = Counter(keys).most_common()
     best = max(c for _, c in common)
     ref_key = next(k for k in keys if dict(common)[k] == best)
-    ref = flat[keys.index(ref_key)]
+    ref = measured[keys.index(ref_key)]
     ref_version = Counter(r.schema_version for r in reports).most_common(1)[0][0]
     out = []
     for rep, f in zip(reports, flat):
+        if rep.anchor is not None:
+            f = {k: v for k, v in f.items() if k.split(".")[0] not in ANCHOR_IGNORED}
+            f.update({k: v for k, v in ref.items() if k.split(".")[0] in ANCHOR_IGNORED})
         diffs = []
         for k in sorted(set(ref) | set(f)):
             if ref.get(k) != f.get(k):
@@ -223,6 +231,7 @@ def aggregate_reports(reports: list[Report], paths: list[str]) -> pd.DataFrame:
     df.attrs["warnings"] = {p: w for p, w in zip(paths, warnings) if w}
     df.attrs["left_out"] = {}
     df.attrs["tasks"] = task_rows(reports, paths)
+    df.attrs["performance"] = performance.rows(reports, paths)     # the complexity–performance table
     return df
 
 
@@ -354,6 +363,8 @@ def to_markdown(df: pd.DataFrame) -> str:
             cells[1] += _mark(r)
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        if kind == "summary":
+            lines += performance_markdown(df)
     rows = df.attrs.get("tasks") or []
     if rows:
         cols = [c for c in TASK_COLUMNS if c not in ("report", "complete")]
@@ -361,6 +372,49 @@ def to_markdown(df: pd.DataFrame) -> str:
         lines += ["| " + " | ".join(markdown_cell(_task_text(r, c)) for c in cols) + " |" for r in rows]
         lines += ["", markdown_text(tasks_table.NOTE), ""]
     return "\n".join(lines)
+
+
+PERFORMANCE_NOTE = ("one row per proponent × decoder: worst-case decoder kMAC/px, AVG BD-rate (mean over the JPEG AI "
+                    "metric set, pchip) against each anchor, CPU decode time (median over rate points; ms per "
+                    "megapixel and seconds per call); n/c = no BD-rate (profile without --anchors)")
+
+
+def performance_markdown(df: pd.DataFrame) -> list[str]:
+    perf = df.attrs.get("performance") or []
+    if not perf:
+        return []
+    cols, rows = performance.flat(perf)
+    lines = ["## Complexity–performance", "", markdown_text(PERFORMANCE_NOTE) + ".", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(markdown_cell(performance.fmt(r[c], c)) if c in ("proponent", "decoder")
+                                       else performance.fmt(r[c], c) for c in cols) + " |")
+    return lines + [""]
+
+
+def performance_html(df: pd.DataFrame) -> str:
+    from .render import plots
+    from .render.html import figure
+
+    perf = df.attrs.get("performance") or []
+    if not perf:
+        return ""
+    cols, rows = performance.flat(perf)
+    out = ["<h2 id=complexity-performance>Complexity–performance</h2>", f"<p class=small>{escape(PERFORMANCE_NOTE)}.</p>",
+           "<table id=perf-table><tr>" + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>"]
+    for r in rows:
+        out.append("<tr>" + "".join(f"<td{'' if c in ('proponent', 'decoder') else ' class=num'}>"
+                                    f"{escape(performance.fmt(r[c], c))}</td>" for c in cols) + "</tr>")
+    out.append("</table>")
+    series = {}
+    for a in performance.anchors(perf):
+        for r in perf:
+            series[f"{r['decoder']} vs {a}"] = [(r["kmac_px_decoder_worst"], r["avg_bd"].get(a))]
+    if series:
+        out.append("<div class=plots>" + figure(
+            plots.scatter(series, "worst-case decoder kMAC/px", "AVG BD-rate (%)", "complexity vs performance"),
+            "one point per decoder and anchor: lower is better on both axes") + "</div>")
+    return "\n".join(out)
 
 
 def _label(r) -> str:
@@ -431,6 +485,7 @@ def to_html(df: pd.DataFrame) -> str:
 
     parts.append("<h2>Summary per proponent</h2>")
     parts.append(tbl("summary", ["proponent", "codec"] + SUMMARY_COLUMNS + ["conditions", "warning"]))
+    parts.append(performance_html(df))
     parts.append("<h2>Plots</h2><div class=plots>" + "".join(figure(u, c) for u, c in aggregate_plots(df)) + "</div>")
     parts.append("<h2>Per rate point</h2>")
     parts.append(tbl("rate", ["proponent", "codec"] + [c for c in RATE_COLUMNS if c not in ("proponent", "codec")]

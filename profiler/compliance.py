@@ -27,6 +27,7 @@ from .conditions import validate_rules as validate_conditions_rules
 from .errors import InputError
 from .model.report import NotMeasuredCode, RateResult, Report, RuleResult, Verdict
 from .precision import KNOWN_FORMS, parse_precision
+from .bdrate import bd_value
 from .quality import bd_rate
 
 PASS, FAIL, WARN, NOT_MEASURED = "pass", "fail", "warn", "not measured"
@@ -398,7 +399,7 @@ def check_interop_bdrate(report: Report, cond: TestConditions, rule: dict) -> Fi
                 if e.decode_error_b:
                     broken = f"the {r.target_bpp:g} bpp bitstream failed to decode on B"
                     break
-                a, b = (e.a or {}).get(metric), (e.b or {}).get(metric)
+                a, b = (bd_value(metric, (e.a or {}).get(metric)), bd_value(metric, (e.b or {}).get(metric)))
                 if a is None or b is None:
                     broken = f"{metric} not defined for {e.width}×{e.height}"
                     break

@@ -71,8 +71,11 @@ def ms_ssim(original: torch.Tensor, decoded: torch.Tensor) -> float | None:
 
 
 def image_quality(original: torch.Tensor, decoded: torch.Tensor) -> dict[str, float | None]:
-    """The extra per-image metrics recorded in `ImageResult.quality`."""
-    return {"psnr_y": psnr_y(original, decoded), "ms_ssim": ms_ssim(original, decoded)}
+    """The extra per-image metrics recorded in `Picture.quality`: MS-SSIM (RGB) and the JPEG AI metric
+    set of profiler/metrics.py (PSNR-Y/U/V, MS-SSIM and the others on Y), on every core."""
+    from .metrics import compute
+
+    return {"ms_ssim": ms_ssim(original, decoded), **compute(to_uint8(original), to_uint8(decoded))}
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from typing import Callable
 from .conditions import TestConditions
 from .counting.reuse import earlier_entries
 from .environment import fingerprint, merge_worker
+from .metrics import info as metric_info
 from .errors import InputError
 from . import derive
 from .version import SCHEMA_VERSION, __version__
@@ -661,6 +662,7 @@ def new_report(sub: Submission, cond: TestConditions, options: dict) -> Report:
     submission = {**sub.to_dict(), "files_sha256": total, "files": each}
     return Report(submission=submission, conditions=cond.to_dict(), options=options,
                   environment=fingerprint(submission["files_sha256"], cond.timing.threads),
+                  metrics=metric_info(),
                   schema_version=SCHEMA_VERSION, tool={"version": __version__},
                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 

@@ -45,6 +45,17 @@ def run(args) -> int:
     for _, r in display_frame(df[df["row"] == "summary"]).iterrows():
         t.add_row(*[markup(summary_cell(r, c)) for c in SHOWN])
     out.print(t)
+    perf = df.attrs.get("performance") or []
+    if any(r["avg_bd"] for r in perf):
+        from ..performance import flat, fmt
+
+        cols, rows = flat(perf)
+        p = Table(title="Complexity–performance (one row per proponent × decoder)")
+        for c in cols:
+            p.add_column(c)
+        for r in rows:
+            p.add_row(*[markup(fmt(r[c], c)) for c in cols])
+        out.print(p)
     for path, w in (df.attrs.get("warnings") or {}).items():
         out.print(f"[yellow]warning[/yellow] {markup(path)}: {markup(w)}", highlight=False)
     for path, w in (df.attrs.get("left_out") or {}).items():

@@ -45,6 +45,9 @@ def parser() -> ArgParser:
     p.add_argument("--write-bitstreams", type=Path, default=None, metavar="DIR",
                    help="also write each bitstream and decoded picture as DIR/<target>/<stem>.bin and .png "
                         "(8-bit RGB, clamp(0,1)·255 rounded half to even): a delivery for `verify`")
+    p.add_argument("--anchors", type=Path, default=None, metavar="DIR",
+                   help="anchor reports (from `jpegai-profile anchors`, e.g. reports/anchors/): add the BD-rates "
+                        "against each to the report")
     add_profile_options(p)
     return p
 
@@ -131,6 +134,21 @@ class _RateClock:
         running = time.monotonic() - self.start if self.start is not None else 0.0
         rest = max(0.0, mean * (self.total - len(self.done)) - running)
         return f" · about {rest / 60:.0f} min left" if rest >= 90 else f" · about {rest:.0f} s left"
+def load_anchors(directory: Path) -> list[tuple[str, object]]:
+    """(path, report) of every anchor report below `directory`; none is bad input (one line, exit 2)."""
+    from ..bdrate import find_anchor_reports
+    from ..model.io import read_report
+
+    if not directory.is_dir():
+        raise InputError(directory, "--anchors", "folder not found (make it with `jpegai-profile anchors`)")
+    found = []
+    for path in find_anchor_reports(directory):
+        report = read_report(path)
+        if report.anchor is not None:
+            found.append((str(path), report))
+    if not found:
+        raise InputError(directory, "--anchors", "holds no anchor report (make them with `jpegai-profile anchors`)")
+    return found
 
 
 def run(args) -> int:
@@ -151,6 +169,7 @@ def run(args) -> int:
                            threads=args.threads, min_gpu_memory=args.min_gpu_memory, timeout=args.timeout,
                            memory_limit=args.memory_limit, images=args.images, quick=args.quick)
     rate_indices = select_rates(sub, args.rates, args.quick)
+    anchors = load_anchors(args.anchors) if getattr(args, "anchors", None) is not None else []
     out_dir = args.out or Path("reports") / slug(sub.codec)
     check_images(cond.images, cond.source)     # a bad picture set is bad input, before any worker
     out_lock = prepare_out(out_dir, sub.directory, sub.codec, explicit=args.out is not None and not getattr(args, "out_is_default", False),
@@ -190,6 +209,10 @@ def run(args) -> int:
                                                                      if r.index in rate_indices]},
                              resume=args.resume, job_extra=_write_jobs(args, rate_indices))
         report = evaluate(report, cond)
+        if anchors:
+            from ..bdrate import with_bd_rates
+
+            report = with_bd_rates(report, anchors)
         console_render.render(report, out)
         written = write_all(report, out_dir)
         out.print("wrote " + ", ".join(escape(str(p)) for p in written), highlight=False)

@@ -39,6 +39,7 @@ class NotMeasuredCode(str, enum.Enum):
     NOT_AVAILABLE = "not-available"      # the codec does not provide what the measurement needs
     DISAGREES = "disagrees"              # a cross-check found the figure unreliable
     OLDER_REPORT = "older-report"        # the report was written by a version that did not measure it
+    NOT_APPLICABLE = "not-applicable"    # the figure has no meaning here (an anchor's complexity)
 
 
 class NotMeasured(Frozen):
@@ -775,6 +776,62 @@ class Verification(Frozen):
     rounding: str = "8-bit RGB: clamp(0, 1) · 255, rounded half to even"
 
 
+# -- quality metrics, anchors, BD-rates (profiler/metrics.py, profiler/bdrate.py) --------------------
+
+class MetricInfo(Frozen):
+    """How one picture metric of `Picture.quality` was computed: package, plane, range, conventions."""
+
+    name: str                   # as the literature names it
+    package: str                # the maintained package (or "by hand", with the formula)
+    version: str | None = None
+    plane: str                  # which picture plane(s) it sees
+    range: str                  # the data range handed to the package
+    conventions: str = ""       # what is assumed where the quality framework's convention is not known
+    measured: bool = True
+    reason: str = ""            # why it is not measured, when not
+
+
+class AnchorInfo(Frozen):
+    """The report is an anchor's (`jpegai-profile anchors`): compression figures only, complexity not applicable."""
+
+    substitute_for: str         # the test conditions' anchor this open program stands in for
+    program: str                # the programs and their versions
+    chroma: str = ""            # chroma format as coded
+    note: str = ""
+
+
+class BdValue(Frozen):
+    percent: float | None
+    reason: str = ""
+    anchor_bpp: tuple[float, float] | None = None     # the anchor curve's bpp range
+    test_bpp: tuple[float, float] | None = None       # the submission curve's bpp range
+    overlap_bpp: tuple[float, float] | None = None    # the rates both reach
+
+
+class BdMetric(Frozen):
+    metric: str
+    form: str                                # how the value enters the BD-rate (dB, negated, as is)
+    pictures: dict[str, BdValue] = Field(default_factory=dict)
+    mean_percent: float | None = None        # over the pictures where it was computed
+    pictures_used: int = 0
+    reason: str = ""
+
+
+class BdComparison(Frozen):
+    """The submission's BD-rates against one anchor (profiler/bdrate.py)."""
+
+    anchor: str                              # the anchor report's codec
+    anchor_report: str = ""
+    substitute_for: str = ""
+    method: str = "bjontegaard.bd_rate, pchip (as the JPEG AI scripts)"
+    metrics: list[BdMetric] = Field(default_factory=list)
+    avg_percent: float | None = None         # "AVG BD": mean over avg_metrics' means
+    avg_metrics: list[str] = Field(default_factory=list)
+    avg_note: str = ""
+    # The anchor's RD points as measured (metric → picture → [(bpp, value)]), for the RD plots.
+    anchor_points: dict[str, dict[str, list[tuple[float, float | None]]]] = Field(default_factory=dict)
+
+
 class Tool(Frozen):
     name: str = "jpegai-profile"
     version: str
@@ -791,6 +848,9 @@ class Report(Frozen):
     not_measured: dict[str, NotMeasured] = Field(default_factory=dict)
     run: RunInfo = Field(default_factory=RunInfo)
     verification: Verification | None = None
+    metrics: dict[str, MetricInfo] = Field(default_factory=dict)     # Picture.quality key → how computed
+    anchor: AnchorInfo | None = None                                 # set on an anchor's report
+    bd_rates: list[BdComparison] = Field(default_factory=list)       # against anchors (profile --anchors)
     schema_version: str
     tool: Tool
     created: str

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .. import derive
 from ..model.report import RateResult, Report
-from . import table, tasks_table
+from . import bd, table, tasks_table
 from .escape import markup
 
 SHORT = {"target_bpp": "target", "params_encoder": "params enc", "params_decoder": "params dec",
@@ -59,6 +59,10 @@ def render(report: Report, console: Console | None = None) -> None:
     render_top_modules(report, console)
     render_counting(report, console)
     render_tasks(report, console)
+    bd.render_console(report, console)
+    if report.anchor:
+        console.print(markup(f"anchor: substitute for {report.anchor.substitute_for} ({report.anchor.program}); "
+                             "complexity not applicable"), highlight=False)
     render_verdict(report, console)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from ..model.report import Report
-from . import plots, table, tasks_table
+from . import bd, plots, table, tasks_table
 from .escape import html as escape
 
 CSS = """
@@ -166,6 +166,11 @@ def render(report: Report) -> str:
             parts.append(f"<p class=fail-line>Rate {r.target_bpp:g} failed: {escape(table.error_message(r))}</p>")
 
     parts.append("<h2>Plots</h2><div class=plots>" + "".join(report_plots(report)) + "</div>")
+    if report.bd_rates:
+        parts.append(bd.html_section(report))
+    if report.anchor:
+        parts.append(f"<p id=anchor>Anchor: substitute for {escape(report.anchor.substitute_for)} "
+                     f"({escape(report.anchor.program)}); complexity not applicable.</p>")
 
     mods = worst_modules(report)
     if mods:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..model.report import Report
-from . import table, tasks_table
+from . import bd, table, tasks_table
 from .escape import markdown_cell as cell, markdown_code as code, markdown_text as text
 
 
@@ -46,4 +46,8 @@ def render(report: Report) -> str:
         for row in rows:
             if row["error"]:
                 lines.append(f"- task {text(row['task'])} at {row['target_bpp']} bpp failed: {text(row['error'])}")
+    lines += bd.markdown_lines(report)
+    if report.anchor:
+        lines += ["", f"Anchor: substitute for {text(report.anchor.substitute_for)} ({text(report.anchor.program)}); "
+                      "complexity not applicable."]
     return "\n".join(lines) + "\n"

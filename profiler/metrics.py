@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -235,24 +234,6 @@ def info() -> dict[str, dict]:
     return out
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-@contextmanager
-def all_cores():
-    """torch uses every core the process may run on inside the block; the earlier count afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(usable_cores())
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def compute(original_u8: torch.Tensor, decoded_u8: torch.Tensor,
             keys: tuple[str, ...] | None = None) -> dict[str, float | None]:
     """Every available metric of the pair of 8-bit RGB pictures [1, 3, H, W] (None: not defined or not measured)."""
@@ -260,7 +241,9 @@ def compute(original_u8: torch.Tensor, decoded_u8: torch.Tensor,
     b = ycbcr_bt709(decoded_u8.cpu())
     side = min(a.shape[-2:])
     out: dict[str, float | None] = {}
-    with all_cores(), torch.no_grad():
+    # The thread count is the caller's: the worker runs this as an untimed step on the idle cores
+    # (profiler/untimed.py), and gives the timed calls theirs back afterwards.
+    with torch.no_grad():
         for m in METRICS:
             if keys is not None and m.key not in keys:
                 continue

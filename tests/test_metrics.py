@@ -134,15 +134,3 @@ def test_metric_info_names_package_version_plane_and_range():
         assert info[key]["version"] and info[key]["plane"] and info[key]["range"] and info[key]["conventions"]
     assert info["ms_ssim_y"]["package"] == "piq" and info["ms_ssim_y"]["version"] == "0.8.0"
     assert info["psnr_y"]["package"] == "by hand"
-
-
-def test_every_core_inside_and_the_thread_count_back_after():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with metrics.all_cores():
-            assert torch.get_num_threads() == metrics.usable_cores()
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
-    assert np.isfinite(metrics.usable_cores())

@@ -250,7 +250,12 @@ def compute(original_u8: torch.Tensor, decoded_u8: torch.Tensor,
             if unavailable(m.key) or side < m.min_side:
                 out[m.key] = None
                 continue
-            v = float(m.fn(a, b))
+            try:
+                v = float(m.fn(a, b))
+            except (RuntimeError, ValueError, ZeroDivisionError):
+                # Not defined for this pair (IW-SSIM's covariance of a flat picture is singular): no value
+                # for this picture, never a failed rate point.
+                v = math.nan
             out[m.key] = v if not math.isnan(v) else None
     return out
 

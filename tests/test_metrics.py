@@ -134,3 +134,12 @@ def test_metric_info_names_package_version_plane_and_range():
         assert info[key]["version"] and info[key]["plane"] and info[key]["range"] and info[key]["conventions"]
     assert info["ms_ssim_y"]["package"] == "piq" and info["ms_ssim_y"]["version"] == "0.8.0"
     assert info["psnr_y"]["package"] == "by hand"
+
+
+def test_a_metric_not_defined_for_a_flat_picture_has_no_value_and_the_others_do():
+    # IW-SSIM's Gaussian scale mixture needs the covariance of the picture's neighbourhoods: singular for
+    # a flat grey original, so no value; PSNR-Y of a flat 128 against flat 130 is 20·log10(255/2) by hand.
+    flat = torch.full((1, 3, 192, 192), 128, dtype=torch.uint8)
+    out = metrics.compute(flat, flat + 2)
+    assert out["iw_ssim"] is None
+    assert out["psnr_y"] == pytest.approx(20 * math.log10(255 / 2))

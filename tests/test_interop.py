@@ -71,7 +71,7 @@ def test_decode_failure_on_b_is_recorded():
     assert e["decode_error_b"] == "ValueError: cannot decode here" and "b" not in e
 
 
-def test_worker_uses_the_counted_run_as_device_a(ratectl):
+def test_worker_uses_the_counted_run_as_device_a(ratectl, monkeypatch):
     """On the proxy pair the worker compares the counted run's bitstream and picture with the B decode,
     instead of encoding and decoding on A again: the same entry as the standalone measurement, and the
     codec's encode() runs once per image fewer."""
@@ -85,6 +85,12 @@ def test_worker_uses_the_counted_run_as_device_a(ratectl):
             Counting.encodes += 1
             return super().encode(x)
 
+    from profiler.untimed import UNTIMED_THREADS_ENV
+
+    # The proxy decode inside _measure_image is an untimed step (on the idle cores, a number that depends
+    # on the machine's load); the standalone measurement below runs at this thread: both at one thread,
+    # since this codec's float entropy coding depends on the thread count.
+    monkeypatch.setenv(UNTIMED_THREADS_ENV, "1")
     cond = load_conditions(None)          # warm-up 1 (= the counted run) + 3 repeats
     codec = Counting(1.0, torch.device("cpu"), float_entropy=True)
     # As the worker does: timed (and counted) calls at timing.threads; _measure_image leaves them so after

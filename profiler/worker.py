@@ -646,7 +646,8 @@ def _delivery_record(codec, img: TestImage, cond: TestConditions, baseline_mib: 
     except SubmissionError as exc:
         item["problems"].append(f"{item['bitstream']}: {exc}".splitlines()[0])
         return rec
-    rec.update(item=_verify_item(item, picture, extra, delivery, img), picture=picture, interop=entry)
+    rec.update(item=_verify_item(item, picture, extra, delivery, img), picture=picture, interop=entry,
+               untimed=extra["untimed"])
     return rec
 
 
@@ -858,6 +859,8 @@ def run_job(job: dict) -> RateResult:
                     pictures.append(rec["picture"])
                 if rec["interop"] is not None:
                     proxy_entries.append(rec["interop"])
+                if rec.get("untimed"):      # its untimed steps, as a profile's pictures give theirs
+                    spent.append(rec["untimed"])
                 continue
             picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy,
                                                    record=record)

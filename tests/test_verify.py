@@ -175,6 +175,8 @@ def test_verify_passes_the_delivery_and_names_each_tampered_item(delivery, capsy
     rep = json.loads((d["tmp"] / "v-ok" / "report.json").read_text())
     assert rep["verification"]["worst_case"].startswith("the submitted bitstreams")
     assert rep["summary"]["kmac_px_decoder_worst"] > 0 and all(not r["resolutions"] for r in rep["rates"])
+    # the untimed steps of the submitted bitstreams are recorded as a profile's are (quality on each item)
+    assert all(r["untimed"]["quality"]["calls"] == 2 for r in rep["rates"])
 
     # Tampered: one decoded picture (a known pixel difference), one bitstream's size (one byte cut: the
     # decoder refuses it), one bitstream's bytes (same size), one file of the model.

@@ -1067,6 +1067,7 @@ def run_job(job: dict) -> RateResult:
         got["status"] = "failed"
         got["error"] = _classify(exc, traceback.format_exc(), sub.directory, cond.worker.memory_limit_mib)
     worker.update({"peak_rss_mib": memory.peak_rss_mib(), "pid": os.getpid()})
+    gc.unfreeze()   # a caller running the job in its own process gets its collector back as it was
     got["untimed"] = _untimed_summary(spent)
     try:
         return assemble(got, pictures, missing, worker)

@@ -136,3 +136,23 @@ def test_an_anchor_without_counted_resolutions_is_not_flagged_but_other_conditio
     write_report(a.model_copy(update={"conditions": cond}), path)
     warns = aggregate([reports]).attrs["warnings"]
     assert list(warns) == [str(path)] and "target_rates" in warns[str(path)]
+
+
+def test_an_anchor_row_of_the_aggregate_has_complexity_not_applicable(tmp_path):
+    """Anchors are rows for their rates and quality; their complexity is *not applicable* (never 0 kMAC/px
+    in the plots, never "not measured"), their verdict `anchor`."""
+    import math
+
+    df = aggregate([_write_reports(tmp_path)])
+    anchor = df[df["codec"] == "JPEG2000"]
+    summary = anchor[anchor["row"] == "summary"].iloc[0]
+    assert summary["verdict"] == "anchor" and summary["anchor"] == "Kakadu (JPEG 2000)"
+    assert math.isnan(summary["kmac_px_decoder_worst"])
+    rates = anchor[anchor["row"] == "rate"]
+    assert len(rates) and all(math.isnan(v) for v in rates["kmac_px_decoder"])
+    assert all(v > 0 for v in rates["bpp"])                                # its rates stay
+    measured = df[(df["codec"] == "testnet") & (df["row"] == "summary")].iloc[0]
+    assert measured["verdict"] != "anchor" and measured["anchor"] == ""
+    md = aggregate_md(df)
+    line = next(x for x in md.splitlines() if x.startswith("| ") and "| JPEG2000 | not applicable" in x)
+    assert "not measured" not in line and line.rstrip(" |").endswith("anchor")

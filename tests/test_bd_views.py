@@ -156,3 +156,23 @@ def test_an_anchor_row_of_the_aggregate_has_complexity_not_applicable(tmp_path):
     md = aggregate_md(df)
     line = next(x for x in md.splitlines() if x.startswith("| ") and "| JPEG2000 | not applicable" in x)
     assert "not measured" not in line and line.rstrip(" |").endswith("anchor")
+
+
+def test_a_mean_over_some_of_the_pictures_says_over_how_many():
+    """Picture b's PSNR-Y is undefined at one rate point: its mean is over 1 of the 2 pictures, and every
+    view says so beside the number; a mean over every picture carries no mark."""
+    test = _report(0.8, "testnet")
+    rates = list(test.rates)
+    r0 = rates[0]
+    pics = [p if p.name != "b" else p.model_copy(update={"quality": {**p.quality, "psnr_y": None}}) for p in r0.images]
+    rates[0] = r0.model_copy(update={"images": pics})
+    compared = with_bd_rates(test.model_copy(update={"rates": rates}), [("a/report.json", _anchor())])
+    md = markdown.render(compared)
+    row = next(line for line in md.splitlines() if line.startswith("| JPEG2000")).split(" | ")
+    header = next(line for line in md.splitlines() if line.startswith("| anchor |")).split(" | ")
+    assert row[header.index("PSNR-Y")] == "-20.00 % (1/2)"
+    assert row[header.index("PSNR-RGB")] == "-20.00 %"
+    buf = io.StringIO()
+    console_render.render(compared, Console(file=buf, width=250))
+    assert "-20.00 % (1/2)" in buf.getvalue()
+    assert "-20.00 % (1/2)" in html.render(compared)

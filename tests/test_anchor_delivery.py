@@ -201,3 +201,18 @@ def test_bitstreams_need_a_name_and_the_anchor_it_is(tmp_path, capsys):
     one_line_error(capsys, ["anchors", "--bitstreams", str(root), "--name", "X"], "command line",
                    "--substitute-for", "is needed")
     one_line_error(capsys, ["anchors", "--name", "X"], "command line", "--name", "only goes with --bitstreams")
+
+
+def test_rates_selects_rate_folders_and_names_one_that_is_not_delivered(tmp_path, capsys):
+    root, originals = _small_delivery(tmp_path)
+    (root / "1").mkdir()
+    (root / "1" / "crop.bin").write_bytes(b"\x02" * 3000)
+    out = tmp_path / "out"
+    assert _anchors("--bitstreams", root, "--name", "X", "--substitute-for", "Y", "--originals", originals,
+                    "--rates", "1", "--out", out) == 0, capsys.readouterr()
+    report = read_report(out / "x" / "report.json")
+    assert [(r.target_bpp, r.images[0].bytes) for r in report.rates] == [(1.0, 3000)]
+    assert report.rates[0].images[0].bpp == pytest.approx(8 * 3000 / (W * H))
+    one_line_error(capsys, ["anchors", "--bitstreams", str(root), "--name", "X", "--substitute-for", "Y",
+                            "--originals", str(originals), "--rates", "0.25", "--out", str(out)],
+                   "command line", "--rates", "no rate folder for 0.25 bpp")

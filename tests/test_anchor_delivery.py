@@ -216,3 +216,21 @@ def test_rates_selects_rate_folders_and_names_one_that_is_not_delivered(tmp_path
     one_line_error(capsys, ["anchors", "--bitstreams", str(root), "--name", "X", "--substitute-for", "Y",
                             "--originals", str(originals), "--rates", "0.25", "--out", str(out)],
                    "command line", "--rates", "no rate folder for 0.25 bpp")
+
+
+def test_decoded_pictures_in_their_own_folder(tmp_path, capsys):
+    """--decoded DECODED/<target>/<stem>.png, apart from the bitstreams: the metrics are of those pictures."""
+    root, originals = _small_delivery(tmp_path)
+    crop = np.asarray(Image.open(root / "0.5" / "crop.png").convert("RGB"))
+    (root / "0.5" / "crop.png").unlink()
+    decoded = tmp_path / "decoded" / "0.50"            # 0.50 and 0.5 are one rate
+    decoded.mkdir(parents=True)
+    dec = crop.copy()
+    dec[::3, ::2, 1] = np.clip(dec[::3, ::2, 1].astype(int) + 7, 0, 255).astype(np.uint8)
+    Image.fromarray(dec).save(decoded / "crop.png")
+    out = tmp_path / "out"
+    assert _anchors("--bitstreams", root, "--decoded", tmp_path / "decoded", "--name", "X", "--substitute-for", "Y",
+                    "--originals", originals, "--out", out) == 0, capsys.readouterr()
+    (r,) = read_report(out / "x" / "report.json").rates
+    assert r.images[0].quality["psnr_y"] == pytest.approx(_psnr(_luma(crop), _luma(dec)), abs=1e-9)
+    assert r.images[0].bpp == pytest.approx(8 * 1000 / (W * H))

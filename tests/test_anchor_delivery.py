@@ -234,3 +234,11 @@ def test_decoded_pictures_in_their_own_folder(tmp_path, capsys):
     (r,) = read_report(out / "x" / "report.json").rates
     assert r.images[0].quality["psnr_y"] == pytest.approx(_psnr(_luma(crop), _luma(dec)), abs=1e-9)
     assert r.images[0].bpp == pytest.approx(8 * 1000 / (W * H))
+
+
+def test_a_missing_delivery_folder_is_one_line_and_writes_nothing(tmp_path, capsys):
+    originals, _ = _originals(tmp_path)
+    one_line_error(capsys, ["anchors", "--bitstreams", str(tmp_path / "nope"), "--name", "X", "--substitute-for", "Y",
+                            "--originals", str(originals), "--out", str(tmp_path / "out")],
+                   tmp_path / "nope", "--bitstreams", "folder not found")
+    assert not (tmp_path / "out").exists()

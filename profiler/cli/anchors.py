@@ -129,6 +129,9 @@ def run_delivery(args) -> int:
     cond = apply_overrides(load_conditions(args.config), images=args.images)
     check_images(cond.images, cond.source)
     rates = _rates(args.rates) if args.rates else None
+    for opt, folder in (("--bitstreams", args.bitstreams), ("--decoded", args.decoded)):
+        if folder is not None and not folder.is_dir():       # before --out is created
+            raise InputError(folder, opt, "folder not found")
     out_dir = args.out / slug(args.name)
     out = console()
     with prepare_out(out_dir, args.bitstreams, args.name, explicit=True, resume=False):

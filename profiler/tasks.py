@@ -25,6 +25,8 @@ task accuracy is never measured, and the report says so.
 
 from __future__ import annotations
 
+import os
+
 import traceback
 from typing import Any, Callable
 
@@ -95,10 +97,45 @@ def _pipeline(fn: Callable[[], Any], roots: dict[str, torch.nn.Module], root_nam
     return entry, c
 
 
+def _shared_original(share_dir: str | None, rate, key: tuple, measure: Callable[[], dict]) -> dict:
+    """An anchor's pipeline on the original picture: it does not depend on the codec's rate, so it is
+    measured by the first rate point of the profile that needs it and taken by the others from the
+    profile's share folder (the runner's; `share_dir`), naming the rate point it was measured on."""
+    if not share_dir:
+        return measure()
+    import hashlib
+    import json
+    from pathlib import Path
+
+    path = Path(share_dir) / f"task-original-{hashlib.sha256(repr(key).encode()).hexdigest()[:24]}.json"
+    try:
+        entry = json.loads(path.read_text())
+        if isinstance(entry, dict) and isinstance(entry.get("measured_on"), dict):
+            return entry
+    except (OSError, ValueError):
+        pass
+    entry = {**measure(), "measured_on": {"index": rate.index, "target_bpp": rate.target_bpp}}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(entry, default=_json_default))
+    tmp.replace(path)
+    return {**entry, "measured_on": None}
+
+
+def _json_default(value):
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: int,
-                 baseline_mib: float | None = None, cuda_note: tuple[str, str] | None = None) -> dict:
+                 baseline_mib: float | None = None, cuda_note: tuple[str, str] | None = None,
+                 share_dir: str | None = None) -> dict:
     """One task at one rate point: a `TaskRate` dict. The submission's failures (its build_task, its
-    decode_latents, its task network) are the task's error; the rate point's own figures are untouched."""
+    decode_latents, its task network) are the task's error; the rate point's own figures are untouched.
+    With `share_dir`, the anchors' pipelines on the original picture are shared across the profile's rate
+    points (`_shared_original`)."""
     out: dict[str, Any] = {"name": task.name, "kind": task.kind, "entry": task.entry, "pictures": [],
                            "not_measured": {}}
     if cuda_note is not None:
@@ -170,8 +207,10 @@ def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: i
 
                     dec = _pipeline(decoded, {"decoder": decoder, "anchor": anet}, "decoded",
                                     _unique_params(decoder, anet), repeats, baseline_mib)[0]
-                    org = _pipeline(original, {"anchor": anet}, "original", _unique_params(anet), repeats,
-                                    baseline_mib)[0]
+                    org = _shared_original(share_dir, rate, (task.kind, a.name, img.name, tuple(src.shape), repeats),
+                                           lambda original=original, anet=anet: _pipeline(
+                                               original, {"anchor": anet}, "original", _unique_params(anet),
+                                               repeats, baseline_mib)[0])
                     runs[a.name] = {"decoded": dec, "original": org}
                 out["pictures"].append({"image": img.name, "width": img.width, "height": img.height,
                                         "coded_width": int(cw), "coded_height": int(ch), "output_pixels": int(pixels),
@@ -191,7 +230,8 @@ def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: i
 
 
 def measure_tasks(codec, sub, rate, images: list, cond, baseline_mib: float | None = None,
-                  gpu_note: tuple[str, str] | None = None) -> tuple[list[dict], dict[str, tuple[str, str]]]:
+                  gpu_note: tuple[str, str] | None = None, share_dir: str | None = None
+                  ) -> tuple[list[dict], dict[str, tuple[str, str]]]:
     """Every task of the submission at this rate point: (TaskRate dicts, the rate point's not-measured
     entries). Nothing when the submission declares no task; "not requested" when [tasks] measure = false."""
     if not sub.tasks:
@@ -199,5 +239,5 @@ def measure_tasks(codec, sub, rate, images: list, cond, baseline_mib: float | No
     if not cond.tasks.measure:
         return [], {"tasks": ("not-requested", "[tasks] measure = false in the test conditions")}
     pictures = list(images)[: cond.tasks.images]
-    return [measure_task(codec, t, rate, sub.manifest, pictures, cond.tasks.repeats, baseline_mib, gpu_note)
-            for t in sub.tasks], {}
+    return [measure_task(codec, t, rate, sub.manifest, pictures, cond.tasks.repeats, baseline_mib, gpu_note,
+                         share_dir) for t in sub.tasks], {}

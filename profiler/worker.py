@@ -963,7 +963,8 @@ def run_job(job: dict) -> RateResult:
                 # Compressed-domain tasks ([[tasks]]): latent pipeline and anchors, timed on the CPU
                 # (profiler/tasks.py).
                 _emit(event="tasks")
-                got["tasks"], nm = measure_tasks(codec, sub, rate, images, cond, baseline_mib, gpu_note=tasks_note)
+                got["tasks"], nm = measure_tasks(codec, sub, rate, images, cond, baseline_mib, gpu_note=tasks_note,
+                                                 share_dir=job.get("share_dir"))
                 missing.update(nm)
         if delivery is not None:
             got["verification"] = items

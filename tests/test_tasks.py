@@ -234,6 +234,27 @@ def test_classification_pipelines_by_hand():
     assert t["not_measured"]["accuracy"]["code"] == "not-available"
 
 
+def test_the_anchor_on_the_original_is_measured_once_per_profile(tmp_path):
+    """The original-anchor pipeline does not depend on the rate: the first rate point measures it, a
+    second (with the profile's share folder) takes it, naming the first; its own pipelines stay its own."""
+    import dataclasses
+
+    sub, rate, codec = latent_setup()
+    other = dataclasses.replace(rate, index=rate.index + 1, target_bpp=rate.target_bpp * 2)
+    first = measure_task(codec, sub.tasks[0], rate, sub.manifest, [picture()], repeats=1, share_dir=str(tmp_path))
+    second = measure_task(codec, sub.tasks[0], other, sub.manifest, [picture()], repeats=1, share_dir=str(tmp_path))
+    a, b = first["pictures"][0]["anchors"]["resnet50"], second["pictures"][0]["anchors"]["resnet50"]
+    assert a["original"]["measured_on"] is None
+    assert b["original"]["measured_on"] == {"index": rate.index, "target_bpp": rate.target_bpp}
+    assert b["original"]["macs"] == a["original"]["macs"] == 4_089_184_256
+    assert b["original"]["timing"] == a["original"]["timing"]          # the same measurement, not another
+    # The decoded pipeline runs the codec's decode of this rate's bitstream: measured again.
+    assert b["decoded"].get("measured_on") is None and b["decoded"]["macs"] == a["decoded"]["macs"]
+    # Without a share folder each rate point measures its own.
+    third = measure_task(codec, sub.tasks[0], other, sub.manifest, [picture()], repeats=1)
+    assert third["pictures"][0]["anchors"]["resnet50"]["original"].get("measured_on") is None
+
+
 def test_super_resolution_codes_the_quarter_picture_and_divides_by_the_output():
     sub, rate, codec = latent_setup()
     t = measure_task(codec, sub.tasks[1], rate, sub.manifest, [picture()], repeats=1)

@@ -482,6 +482,9 @@ class TaskPipeline(Frozen):
     params: int                            # parameters of the networks the pipeline runs (shared ones once)
     timing: dict[str, TimingStats] = Field(default_factory=dict)     # device → timed runs
     memory: dict[str, MemoryPeak] = Field(default_factory=dict)      # device → peak during the timed runs
+    # An anchor on the original picture is the same call at every rate point: measured once per profile,
+    # on this rate point, and taken by the others.
+    measured_on: MeasuredOn | None = None
 
 
 class TaskAnchorRun(Frozen):

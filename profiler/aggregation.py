@@ -8,7 +8,11 @@ aggregate.md/.html and aggregate_tasks.csv): task × rate point × anchor, as re
 
 Reports are never mixed silently: a report whose schema major version this tool cannot read is refused
 (InputError, exit 2), and a report made under different test conditions than the others is kept but
-flagged in the `warning` column, which names each differing condition. A report of a run that did not
+flagged in the `warning` column, which names each differing condition. Each rate point is also compared on the
+machine it was timed on (`derive.timing_machine`: CPU model, torch build, torch threads; its own host
+where the report records one, else the report's environment) against what most timed rate points of all
+reports ran on: a row measured elsewhere is flagged in `warning`, naming the difference, and so is its
+report's summary row. A report of a run that did not
 finish is flagged the same way (`complete` false, the missing rate points named in `warning`), or left
 out with `complete_only`. A malformed report is one InputError naming the file, never a traceback.
 
@@ -178,6 +182,37 @@ def condition_warnings(reports: list[Report]) -> list[str]:
     return out
 
 
+ENVIRONMENT_LABELS = {"cpu_model": "CPU model", "torch_build": "torch build", "threads": "threads"}
+
+
+def environment_warnings(reports: list[Report]) -> list[dict[int, str]]:
+    """Per report, rate index → why that rate point's timings were measured on another machine than most
+    ('' or absent when not): each of CPU model, torch build and threads (derive.timing_machine) whose
+    value differs from the one most timed rate points of all reports have (the first seen on a tie).
+    Only rate points that were timed (status ok) of reports that are not an anchor's are compared; a value
+    a report does not record (an older report) is not compared."""
+    timed = [(i, r, derive.timing_machine(rep, r)) for i, rep in enumerate(reports) if rep.anchor is None
+             for r in rep.rates if r.ok]
+    ref = {}
+    for key in ENVIRONMENT_LABELS:
+        values = [m[key] for _, _, m in timed if m[key] is not None]
+        if values:
+            counts = Counter(values)
+            best = max(counts.values())
+            ref[key] = next(v for v in values if counts[v] == best)
+    out: list[dict[int, str]] = [{} for _ in reports]
+    for i, r, m in timed:
+        diffs = [f"{label} {m[k]} (others {ref[k]})" for k, label in ENVIRONMENT_LABELS.items()
+                 if k in ref and m[k] is not None and m[k] != ref[k]]
+        if diffs:
+            out[i][r.index] = "measured on another machine: " + ", ".join(diffs)
+    return out
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
 def _median(vals: list) -> float | None:
     vals = [v for v in vals if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))]
     return statistics.median(vals) if vals else None
@@ -205,14 +240,22 @@ def summary_row(report: Report, rates: pd.DataFrame) -> dict:
 
 
 def aggregate_reports(reports: list[Report], paths: list[str]) -> pd.DataFrame:
-    warnings = condition_warnings(reports)
+    machines = environment_warnings(reports)
+    # per report: its conditions against the others', its own rate points timed on different machines
+    base = [_join(w, "; ".join(derive.mixed_hosts(rep))) for rep, w in zip(reports, condition_warnings(reports))]
+    warnings = []
+    for rep, b, machine in zip(reports, base, machines):
+        flagged = [r for r in rep.rates if r.index in machine]
+        warnings.append(_join(b, *[f"rate point {r.target_bpp:g} bpp {machine[r.index]}" for r in flagged]))
     frames = []
-    for rep, path, warn in zip(reports, paths, warnings):
+    for rep, path, warn, b, machine in zip(reports, paths, warnings, base, machines):
         rates = rate_frame(rep, path)
         meta = {"schema_version": rep.schema_version, "conditions": rep.conditions.name,
                 "complete": derive.is_complete(rep), "missing_rates": _rates_text(derive.missing_rates(rep)),
                 "warning": warn, "report": path}
         rate_rows = rates.assign(row="rate", **meta)
+        # a rate row carries its own machine's flag (table.rows keeps the report's order of rate points)
+        rate_rows["warning"] = [_join(b, machine.get(r.index, "")) for r in rep.rates]
         frames.append(rate_rows)
         frames.append(pd.DataFrame([{**summary_row(rep, rates), **meta}]))
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

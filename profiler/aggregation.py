@@ -62,17 +62,18 @@ def _rates_text(rates: list[float]) -> str:
     return " ".join(f"{t:g}" for t in rates)
 
 
-def rate_frame(report: Report, path: str = "") -> pd.DataFrame:
+def rate_frame(report: Report, path: str = "", figures: tuple[list[dict], dict] | None = None) -> pd.DataFrame:
     """The standard table of one report as a DataFrame; not-measured figures are NaN.
 
     `attrs`: the summary (over the rate points measured), the verdict, why figures are missing, and
     whether the run finished (`complete`; `missing_rates`: planned rate points it has no result for).
     """
-    rows = [{k: _none_if_nm(v) for k, v in r.items()} for r in table.rows(report)]
+    table_rows, table_summary = figures or (table.rows(report), table.summary(report))
+    rows = [{k: _none_if_nm(v) for k, v in r.items()} for r in table_rows]
     df = pd.DataFrame(rows, columns=RATE_COLUMNS)
     for c in NUMERIC_RATE_COLUMNS:   # NaN, not None, where not measured: numeric columns for notebooks
         df[c] = pd.to_numeric(df[c].astype(object).where(df[c].notna(), float("nan")))
-    df.attrs["summary"] = {k: _none_if_nm(v) for k, v in table.summary(report).items()}
+    df.attrs["summary"] = {k: _none_if_nm(v) for k, v in table_summary.items()}
     df.attrs["summary_count_complete"] = table.summary_counts_complete(report)
     df.attrs["verdict"] = table.compliance_view(report)[0]
     df.attrs["not_measured"] = table.not_measured_reasons(report)
@@ -87,15 +88,20 @@ def rate_frame(report: Report, path: str = "") -> pd.DataFrame:
 
 def read(path: str | Path) -> Report:
     """One report file → Report; anything malformed is one InputError naming the file."""
+    return _read(path)[0]
+
+
+def _read(path: str | Path) -> tuple[Report, tuple[list[dict], dict]]:
+    """`read`, and the report's standard table and summary (made to check it; kept, not made again)."""
     try:
         report = read_report(path)
         # what the schema lets through but the figures cannot be made from (a picture without counts)
-        table.rows(report), table.summary(report)
+        figures = table.rows(report), table.summary(report)
     except InputError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
         raise InputError(path, None, f"not a readable report ({type(exc).__name__}: {exc})") from None
-    return report
+    return report, figures
 
 
 def load_report(path: str | Path) -> pd.DataFrame:
@@ -223,23 +229,32 @@ def _max(vals: list) -> float | None:
     return max(vals) if vals else None
 
 
-def summary_row(report: Report, rates: pd.DataFrame) -> dict:
-    s = table.summary(report)
-    ok = rates[rates["status"] == "ok"]
+def summary_row(report: Report, rates: list[dict], s: dict | None = None) -> dict:
+    """The summary row of one report; `rates` are its rate rows (column → value, None where not measured)."""
+    s = table.summary(report) if s is None else s
+    ok = [r for r in rates if r["status"] == "ok"]
     prec = report.submission.precision
+
+    def col(c: str) -> list:
+        return [r[c] for r in ok]
+
     return {
         "proponent": report.submission.proponent, "codec": report.submission.codec, "row": "summary",
         "count_complete": table.summary_counts_complete(report),
         **{k: _none_if_nm(s[k]) for k in table.SUMMARY_KEYS},
-        "median_enc_cpu_s": _median(list(ok["enc_cpu_s"])), "median_dec_cpu_s": _median(list(ok["dec_cpu_s"])),
-        "median_enc_gpu_s": _median(list(ok["enc_gpu_s"])), "median_dec_gpu_s": _median(list(ok["dec_gpu_s"])),
-        "gpu_mem_peak_mib": _max(list(ok["gpu_mem_enc_mib"]) + list(ok["gpu_mem_dec_mib"])),
+        "median_enc_cpu_s": _median(col("enc_cpu_s")), "median_dec_cpu_s": _median(col("dec_cpu_s")),
+        "median_enc_gpu_s": _median(col("enc_gpu_s")), "median_dec_gpu_s": _median(col("dec_gpu_s")),
+        "gpu_mem_peak_mib": _max(col("gpu_mem_enc_mib") + col("gpu_mem_dec_mib")),
         "precision": f"enc {prec.get('encoder', '?')} / dec {prec.get('decoder', '?')}",
         "verdict": table.compliance_view(report)[0],
     }
 
 
-def aggregate_reports(reports: list[Report], paths: list[str]) -> pd.DataFrame:
+def aggregate_reports(reports: list[Report], paths: list[str],
+                      figures: list[tuple[list[dict], dict]] | None = None) -> pd.DataFrame:
+    """One frame of every report's rate rows and summary row. `figures`: each report's standard table and
+    summary where already made (`_read`). The rows are collected as dicts and made one frame at the end
+    (a frame per report costs more than its figures)."""
     machines = environment_warnings(reports)
     # per report: its conditions against the others', its own rate points timed on different machines
     base = [_join(w, "; ".join(derive.mixed_hosts(rep))) for rep, w in zip(reports, condition_warnings(reports))]
@@ -247,24 +262,22 @@ def aggregate_reports(reports: list[Report], paths: list[str]) -> pd.DataFrame:
     for rep, b, machine in zip(reports, base, machines):
         flagged = [r for r in rep.rates if r.index in machine]
         warnings.append(_join(b, *[f"rate point {r.target_bpp:g} bpp {machine[r.index]}" for r in flagged]))
-    frames = []
-    for rep, path, warn, b, machine in zip(reports, paths, warnings, base, machines):
-        rates = rate_frame(rep, path)
+    rows = []
+    for i, (rep, path, warn, b, machine) in enumerate(zip(reports, paths, warnings, base, machines)):
+        table_rows, table_summary = figures[i] if figures is not None else (table.rows(rep), table.summary(rep))
+        rates = [{c: _none_if_nm(r[c]) for c in RATE_COLUMNS} for r in table_rows]
         meta = {"schema_version": rep.schema_version, "conditions": rep.conditions.name,
                 "complete": derive.is_complete(rep), "missing_rates": _rates_text(derive.missing_rates(rep)),
                 "warning": warn, "report": path}
-        rate_rows = rates.assign(row="rate", **meta)
         # a rate row carries its own machine's flag (table.rows keeps the report's order of rate points)
-        rate_rows["warning"] = [_join(b, machine.get(r.index, "")) for r in rep.rates]
-        frames.append(rate_rows)
-        frames.append(pd.DataFrame([{**summary_row(rep, rates), **meta}]))
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        rows += [{**r, "row": "rate", **meta, "warning": _join(b, machine.get(rr.index, ""))}
+                 for r, rr in zip(rates, rep.rates)]
+        rows.append({**summary_row(rep, rates, table_summary), **meta})
     cols = ["proponent", "codec", "row"] + [c for c in RATE_COLUMNS if c not in ("proponent", "codec")]
     cols += SUMMARY_COLUMNS + META_COLUMNS
-    for c in cols:
-        if c not in df.columns:
-            df[c] = None
-    df = df[cols]
+    df = pd.DataFrame(rows, columns=cols)
+    for c in NUMERIC_RATE_COLUMNS:   # NaN, not None, where not measured (as rate_frame)
+        df[c] = pd.to_numeric(df[c].astype(object).where(df[c].notna(), float("nan")))
     for c in SUMMARY_COLUMNS:
         if c not in ("precision", "verdict") + tuple(INT_COLUMNS):
             df[c] = pd.to_numeric(df[c].astype(object).where(df[c].notna(), float("nan")))
@@ -321,16 +334,17 @@ def aggregate(paths: list[str | Path], complete_only: bool = False) -> pd.DataFr
     and when `complete_only` leaves nothing.
     """
     files = find_reports(list(paths))
-    reports = [read(p) for p in files]
+    read_in = [_read(p) for p in files]
+    reports, figures = [r for r, _ in read_in], [f for _, f in read_in]
     left_out = {}
     if complete_only:
-        kept = [(r, p) for r, p in zip(reports, files) if derive.is_complete(r)]
+        kept = [(r, p, f) for r, p, f in zip(reports, files, figures) if derive.is_complete(r)]
         left_out = {str(p): unfinished_warning(r) for r, p in zip(reports, files) if not derive.is_complete(r)}
         if not kept:
             raise InputError(", ".join(str(p) for p in paths), "--complete-only",
                              f"none of the {len(files)} reports is of a finished run")
-        reports, files = [r for r, _ in kept], [p for _, p in kept]
-    df = aggregate_reports(reports, [str(p) for p in files])
+        reports, files, figures = [r for r, _, _ in kept], [p for _, p, _ in kept], [f for _, _, f in kept]
+    df = aggregate_reports(reports, [str(p) for p in files], figures)
     df.attrs["left_out"] = left_out
     return df
 
@@ -341,8 +355,18 @@ METRIC_COLUMNS = {"rate": [c for c in RATE_COLUMNS if c not in ("proponent", "co
                   "summary": SUMMARY_COLUMNS}
 
 
+def _bare(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame without its `attrs`: pandas deep-copies them on every operation (iterrows, where, a
+    selection), which for a hundred reports' task and performance rows cost seconds per output file."""
+    out = df.copy(deep=False)
+    out.attrs = {}
+    return out
+
+
 def display_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """For the files: 'not measured' where a figure of that row kind is missing, '' where it does not apply."""
+    """For the files: 'not measured' where a figure of that row kind is missing, '' where it does not apply.
+    (Without the frame's `attrs`: the callers read those from the frame they were given.)"""
+    df = _bare(df)
     out = df.astype(object).where(df.notna(), None)
     for kind, cols in METRIC_COLUMNS.items():
         mask = out["row"] == kind
@@ -466,6 +490,8 @@ def _label(r) -> str:
 
 def aggregate_plots(df: pd.DataFrame) -> list[tuple[str, str]]:
     from .render import plots
+
+    df = _bare(df)
 
     rates = df[(df["row"] == "rate") & (df["status"] == "ok")]
     summ = df[df["row"] == "summary"]

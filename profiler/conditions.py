@@ -38,6 +38,7 @@ class TimingSpec:
     cudnn_benchmark: bool = False
     allow_tf32: bool = False
     min_gpu_memory: bool = False       # bisection on the allocator limit per model (memory.min_cuda_memory)
+    slots_per_host: int = 1            # timed phases at once on one host, each on its own physical cores
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ TABLES = {
     "conditions": {"name", "target_rates", "max_rate_overshoot"},
     "images": {"source", "builtin"},
     "counting": {"convention", "resolutions"},
-    "timing": {"threads", "warmup", "repeats", "devices", "cudnn_benchmark", "allow_tf32", "min_gpu_memory"},
+    "timing": {"threads", "warmup", "repeats", "devices", "cudnn_benchmark", "allow_tf32", "min_gpu_memory",
+               "slots_per_host"},
     "worker": {"timeout_s", "memory_limit_mib"},
     "tasks": {"measure", "images", "repeats"},
     "rules": set(),  # an array of tables, checked by validate_rules
@@ -220,6 +222,8 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
     cudnn_benchmark = get(tim, "cudnn_benchmark", bool, path, "timing.cudnn_benchmark", False)
     allow_tf32 = get(tim, "allow_tf32", bool, path, "timing.allow_tf32", False)
     min_gpu_memory = get(tim, "min_gpu_memory", bool, path, "timing.min_gpu_memory", False)
+    slots_per_host = positive(get(tim, "slots_per_host", int, path, "timing.slots_per_host", 1), path,
+                              "timing.slots_per_host")
 
     wrk = get(doc, "worker", dict, path, "worker", {})
     timeout_s = positive(get(wrk, "timeout_s", float, path, "worker.timeout_s", 1800.0), path, "worker.timeout_s")
@@ -240,7 +244,8 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
         images=ImageSpec(source=source, builtin=tuple(builtin)),
         counting=CountingSpec(convention=convention, resolutions=tuple(resolutions)),
         timing=TimingSpec(threads=threads, warmup=warmup, repeats=repeats, devices=tuple(devices),
-                          cudnn_benchmark=cudnn_benchmark, allow_tf32=allow_tf32, min_gpu_memory=min_gpu_memory),
+                          cudnn_benchmark=cudnn_benchmark, allow_tf32=allow_tf32, min_gpu_memory=min_gpu_memory,
+                          slots_per_host=slots_per_host),
         worker=WorkerSpec(timeout_s=float(timeout_s), memory_limit_mib=mem),
         tasks=tasks,
         source=str(path),

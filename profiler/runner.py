@@ -44,6 +44,7 @@ from . import derive
 from .version import SCHEMA_VERSION, __version__
 from .model.io import read_report, write_report
 from .model.report import Environment, ErrorRecord, HostInfo, RateResult, Report, RunInfo, WorkerInfo
+from .slots import LocalSlotPool, SlotPool, SlotUse
 from .submission import Submission, files_fingerprint
 
 Progress = Callable[[str, dict], None]
@@ -56,11 +57,14 @@ WATCHDOG_PERIOD_S = 0.05
 # The worker's progress events travel on their own pipe, not on its stdout (which the submission shares):
 # its write end is passed to the worker as this fd number, in this environment variable.
 PROGRESS_FD_ENV = "JPEGAI_PROGRESS_FD"
+SLOT_FD_ENV = "JPEGAI_SLOT_FD"     # the read end of the runner's replies to slot requests (profiler/slots.py)
 PROGRESS_LINE_BYTES = 64 * 1024   # longer "progress" lines are not the worker's: dropped
 OUTPUT_DRAIN_S = 0.5              # once the worker is gone, what is already in the pipes is read, no longer
 
 # Runs in the fresh interpreter before the worker module is imported, so the limits hold for everything
 # the worker and the submission do (imports included):
+#   the CPUs of JPEGAI_WORKER_CPUS (the untimed cores, profiler/slots.py; a timed phase pins itself to
+#   its slot's cores and back);
 #   RLIMIT_DATA from JPEGAI_WORKER_DATA_LIMIT (bytes, 0 = none), the soft limit only: the worker lifts
 #   it to the hard limit before its GPU phase (worker._lift_data_limit);
 #   then it forks: the process the runner started stays as a small *watcher*, its child is the worker.
@@ -78,6 +82,12 @@ OUTPUT_DRAIN_S = 0.5              # once the worker is gone, what is already in 
 # arguments, and on its way out kills whatever it started that is still running.
 _LAUNCHER = """
 import os, sys, resource, runpy, signal, time
+cpus = os.environ.pop("JPEGAI_WORKER_CPUS", "")
+if cpus:
+    try:
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+    except (OSError, ValueError, AttributeError):
+        pass
 lim = int(os.environ.pop("JPEGAI_WORKER_DATA_LIMIT", "0") or 0)
 if lim:
     resource.setrlimit(resource.RLIMIT_DATA, (lim, resource.getrlimit(resource.RLIMIT_DATA)[1]))
@@ -334,14 +344,20 @@ class _Lines:
 
 def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_mib: int, rlimit_data: bool,
                 env: dict | None = None, cwd: str | Path | None = None,
-                on_progress: Callable[[str], None] = lambda line: None) -> WorkerExit:
+                on_progress: Callable[[str], None] = lambda line: None, slot_fd: int | None = None,
+                paused_s: Callable[[], float] = lambda: 0.0, cpus: tuple[int, ...] | None = None,
+                cancel: threading.Event | None = None) -> WorkerExit:
     """Run `python -m target args` (or a .py file) in its own process group under the limits.
 
     The child's stdout and stderr are one captured stream (its last lines are `stderr_tail`); progress
     lines come only from the pipe whose fd number is in the child's `JPEGAI_PROGRESS_FD` (`on_progress`,
     one call per line). Kills the whole group on timeout or when its resident memory goes over the
     limit, and when the child ends, every process it started (tracked while it ran, the group, the new
-    sessions, the orphans). `wall_s` is the child's own lifetime: pipes still held by something it
+    sessions, the orphans). `slot_fd`, a pipe's read end, is passed to the child as `JPEGAI_SLOT_FD`
+    (the runner's replies to its slot requests); the seconds `paused_s()` says it waited for a timing
+    slot do not count against the timeout; `cpus` are the CPUs it starts on. When `cancel` is set (the
+    profile is interrupted in another thread) the child is killed as on an interrupt, and
+    KeyboardInterrupt raised. `wall_s` is the child's own lifetime: pipes still held by something it
     started are not waited on. Never raises for anything the child does; an interrupt of the parent
     kills the child and its processes before propagating.
     """
@@ -351,6 +367,10 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
     env = dict(os.environ if env is None else env)
     env["JPEGAI_WORKER_DATA_LIMIT"] = str(memory_limit_mib * MIB if rlimit_data else 0)
     env["JPEGAI_WORKER_PARENT"] = str(os.getpid())
+    if cpus:
+        env["JPEGAI_WORKER_CPUS"] = ",".join(str(c) for c in cpus)
+    if slot_fd is not None:
+        env[SLOT_FD_ENV] = str(slot_fd)
     # -X faulthandler: a segfault in native code still prints the Python stack to stderr.
     cmd = [sys.executable, "-X", "faulthandler", "-c", _LAUNCHER, target, *args]
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
@@ -372,7 +392,8 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
     t0 = time.perf_counter()
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=env, cwd=cwd, start_new_session=True, pass_fds=(progress_w,))
+                                env=env, cwd=cwd, start_new_session=True,
+                                pass_fds=(progress_w,) + ((slot_fd,) if slot_fd is not None else ()))
     except BaseException:
         os.close(progress_r)
         os.close(progress_w)
@@ -413,8 +434,10 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
             pass
         next_check = 0.0
         while proc.poll() is None:
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt
             now = time.perf_counter()
-            if now - t0 > timeout_s:
+            if now - t0 - paused_s() > timeout_s:
                 timed_out = True
                 break
             if now >= next_check:   # once a period, however much the child writes (it is being timed)
@@ -506,13 +529,14 @@ def _sigterm_unwinds():
 
 # The events a worker sends (profiler/worker.py `_emit`); the runner's own (rate, rate_done, resume) never
 # come from a worker.
-WORKER_EVENTS = ("start", "image", "resolutions", "tasks", "cuda", "step", "phase")
+WORKER_EVENTS = ("start", "image", "resolutions", "tasks", "cuda", "step", "phase", "slot", "slot_release")
 # Steps of one picture or delivery item (`step` events): what the worker was doing when it died.
 ITEM_STEPS = {"encode": "the re-encode of the original", "decode": "the decode of this bitstream",
               "repeats": "the warm-up and timed runs of this bitstream",
               "cuda": "the GPU decode of this bitstream"}
 # A rate point's phases, in order (the `phase` event's values).
-PHASES = ("building", "counting", "timing", "resolutions", "cross-check", "interop", "GPU")
+PHASES = ("waiting for a timing slot", "building", "counting", "timing", "quality", "resolutions", "cross-check",
+          "interop", "GPU")
 
 
 def _phase_info(event: dict) -> dict:
@@ -531,23 +555,107 @@ def _phase_info(event: dict) -> dict:
     return info
 
 
+class _SlotBroker:
+    """The runner's side of one worker's timing slots: a `slot` event is granted from `pool` (waited
+    for in a thread, so the worker's pipes keep being read and its limits watched) and answered on the
+    worker's reply pipe; `slot_release`, or the worker's end, gives it back. The time spent waiting is
+    not the worker's (`paused_s`: the timeout does not count it)."""
+
+    def __init__(self, pool: SlotPool, reply_fd: int, on_wait: Callable[[str], None]):
+        self.pool, self.fd, self.on_wait = pool, reply_fd, on_wait
+        self.uses: list[SlotUse] = []
+        self.held: SlotUse | None = None
+        self.closed = False
+        self.waited = 0.0
+        self.waiting_since: float | None = None
+        self.lock = threading.Lock()
+
+    def request(self, phase: str) -> None:
+        with self.lock:
+            if self.held is not None or self.waiting_since is not None:
+                return      # one slot at a time: a second request before the release is not the worker's
+            self.waiting_since = time.monotonic()
+        self.on_wait(phase)
+        threading.Thread(target=self._grant, args=(phase, self.waiting_since), daemon=True).start()
+
+    def _grant(self, phase: str, asked: float) -> None:
+        slot = self.pool.acquire()
+        with self.lock:
+            now = time.monotonic()
+            self.waited += now - asked
+            self.waiting_since = None
+            if self.closed:
+                self.pool.release(slot)
+                return
+            self.held = SlotUse(phase, slot, asked, now)
+            self.uses.append(self.held)
+        reply = {"host": slot.host, "index": slot.index, "cores": list(slot.cores),
+                 "untimed_cores": list(self.pool.untimed_cores)}
+        try:
+            os.write(self.fd, (json.dumps(reply) + "\n").encode())
+        except OSError:
+            self.release()
+
+    def release(self) -> None:
+        with self.lock:
+            if self.held is not None:
+                self.held.released = time.monotonic()
+                self.pool.release(self.held.slot)
+                self.held = None
+
+    def paused_s(self) -> float:
+        with self.lock:
+            return self.waited + (time.monotonic() - self.waiting_since if self.waiting_since is not None else 0.0)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+        self.release()
+
+    def records(self, token: int | None) -> list[dict]:
+        nb = self.pool.neighbours
+        return [u.record(None if nb is None or token is None else
+                         nb.during(u.acquired, u.released if u.released is not None else time.monotonic(), token))
+                for u in self.uses]
+
+
+def _locked(progress: Progress, lock: threading.Lock) -> Progress:
+    """`progress` called under `lock`: rate points running at once report through one display."""
+    def call(kind: str, info: dict) -> None:
+        with lock:
+            progress(kind, info)
+    return call
+
+
+def default_pool(cond: TestConditions) -> LocalSlotPool:
+    """This machine's timing slots under `cond` (`timing.slots_per_host`, `timing.threads` cores each);
+    bad conditions are bad input."""
+    try:
+        return LocalSlotPool(cond.timing.slots_per_host, cond.timing.threads)
+    except ValueError as exc:
+        raise InputError("profile.toml", "timing.slots_per_host", str(exc)) from None
+
+
 def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
-             progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None) -> RateResult:
+             progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None,
+             slots: SlotPool | None = None, cancel: threading.Event | None = None) -> RateResult:
     """One rate point in a fresh worker process under the limits of `cond.worker`.
 
     `job_extra` is added to the worker's job: `delivery` (verify: the rate's bitstream and decoded-picture
     folders; see `run_delivery_rate`) or `write_bitstreams` (a folder to write the delivery layout into).
-    The result records the machine it ran on (`host`: where this function runs, a Dask worker's host on a
-    cluster)."""
+    Its timed phases run in timing slots of `slots` (default: this machine's, `default_pool`). The result
+    records the machine it ran on (`host`: where this function runs, a Dask worker's host on a cluster)."""
+    slots = default_pool(cond) if slots is None else slots
     if job_extra and job_extra.get("delivery") is not None:
-        result = run_delivery_rate(sub, rate_index, cond, devices, progress, seed, job_extra)
+        result = run_delivery_rate(sub, rate_index, cond, devices, progress, seed, job_extra, slots, cancel)
     else:
-        result = _run_worker(sub, rate_index, cond, devices, progress, seed, job_extra)[0]
+        result = _run_worker(sub, rate_index, cond, devices, progress, seed, job_extra, slots, cancel)[0]
     return result.model_copy(update={"host": HostInfo.model_validate(host_fingerprint())})
 
 
 def run_delivery_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
-                      progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None) -> RateResult:
+                      progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None,
+                      slots: SlotPool | None = None, cancel: threading.Event | None = None) -> RateResult:
     """A delivery's rate point (verify): a worker that dies on one item fails that item only.
 
     The worker appends each finished item to a file that outlives it (`delivery.partial`, JSON lines).
@@ -565,7 +673,7 @@ def run_delivery_rate(sub: Submission, rate_index: int, cond: TestConditions, de
         while True:
             delivery = {**job_extra["delivery"], "partial": str(partial), "failed": failed}
             result, item, ex = _run_worker(sub, rate_index, cond, devices, progress, seed,
-                                           {**job_extra, "delivery": delivery})
+                                           {**job_extra, "delivery": delivery}, slots, cancel)
             if item is None or item["name"] in failed[item["phase"]]:
                 break
             where = ITEM_STEPS.get(item.get("step") or "", "the measurement of this item")
@@ -579,11 +687,37 @@ def run_delivery_rate(sub: Submission, rate_index: int, cond: TestConditions, de
 
 
 def _run_worker(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
-                progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None
+                progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None,
+                slots: SlotPool | None = None, cancel: threading.Event | None = None
                 ) -> tuple[RateResult, dict | None, WorkerExit]:
     """One worker: (its RateResult or the failed one, the item it was on when it died without a result
-    ({"name", "phase": cpu|cuda, "step"}, else None), how it exited)."""
+    ({"name", "phase": cpu|cuda, "step"}, else None), how it exited). Its untimed work runs on the
+    pool's untimed cores, each timed phase in one of its slots."""
     rate = next(r for r in sub.rates if r.index == rate_index)
+    slots = default_pool(cond) if slots is None else slots
+    reply_r, reply_w = os.pipe()
+    broker = _SlotBroker(slots, reply_w, lambda phase: progress("phase", {
+        "rate": rate.target_bpp, "phase": "waiting for a timing slot", "detail": f"({phase})"}))
+    nb = slots.neighbours
+    token = nb.start(rate.target_bpp) if nb is not None else None
+    try:
+        return _run_worker_with(sub, rate, cond, devices, progress, seed, job_extra, slots, broker, reply_r, token,
+                                cancel)
+    finally:
+        broker.close()
+        if token is not None:
+            nb.end(token)
+        for fd in (reply_r, reply_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _run_worker_with(sub: Submission, rate, cond: TestConditions, devices: list[str], progress: Progress,
+                     seed: int, job_extra: dict | None, slots: SlotPool, broker: _SlotBroker, reply_r: int,
+                     token: int | None, cancel: threading.Event | None) -> tuple[RateResult, dict | None, WorkerExit]:
+    rate_index = rate.index
     last_event: list[str] = []
     current: dict = {}
 
@@ -596,6 +730,12 @@ def _run_worker(sub: Submission, rate_index: int, cond: TestConditions, devices:
         if not isinstance(event, dict) or event.get("event") not in WORKER_EVENTS:
             return
         kind = event["event"]
+        if kind == "slot":
+            broker.request("gpu" if event.get("phase") == "gpu" else "cpu")
+            return
+        if kind == "slot_release":
+            broker.release()
+            return
         if kind == "step":
             step = event.get("part")
             if current and step in ITEM_STEPS:
@@ -644,8 +784,11 @@ def _run_worker(sub: Submission, rate_index: int, cond: TestConditions, devices:
                                                         env.get("PYTHONPATH", "")] if p)
         ex = run_limited("profiler.worker", [str(job_path), str(out_path)], timeout_s=cond.worker.timeout_s,
                          memory_limit_mib=cond.worker.memory_limit_mib, rlimit_data=use_rlimit_data(devices),
-                         env=env, cwd=tmp, on_progress=on_progress)
-        worker_info = {"seed": seed, "limits": ex.limits, "returncode": ex.returncode}
+                         env=env, cwd=tmp, on_progress=on_progress, slot_fd=reply_r, paused_s=broker.paused_s,
+                         cpus=slots.untimed_cores, cancel=cancel)
+        broker.release()
+        worker_info = {"seed": seed, "limits": ex.limits, "returncode": ex.returncode,
+                       "slots": broker.records(token), "cpus": list(slots.untimed_cores)}
         if out_path.is_file() and not ex.timed_out and ex.memory_exceeded_mib is None and ex.returncode == 0:
             result = RateResult.model_validate_json(out_path.read_text())
             # Validated, not copied in (a dict in a typed field warns on every later dump).
@@ -788,12 +931,15 @@ def _with_rates(report: Report, rates: list[RateResult], **run) -> Report:
 
 def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: list[int], devices: list[str],
             progress: Progress = _no_progress, options: dict | None = None, resume: bool = False,
-            seed: int = 0, job_extra: dict[int, dict] | None = None, verification: dict | None = None) -> Report:
+            seed: int = 0, job_extra: dict[int, dict] | None = None, verification: dict | None = None,
+            jobs: int = 1, slots: SlotPool | None = None) -> Report:
     """Profile the given rate points; the report is rewritten at `out_dir/report.json` before the first
     and after each, atomically, so it is valid whenever the profile is killed.
 
     With `resume`, finished rate points of an existing report there are kept and not run again (see
     `resumable`); a `resume` progress event carries the one-line notice.
+    With `jobs` > 1, up to `jobs` rate points' workers run at once: their timed phases in the timing
+    slots of `slots` (default: this machine's, `default_pool`), their untimed work on the other cores.
     """
     report = new_report(sub, cond, {**(options or {}), "devices": devices})
     if verification is not None:     # verify: the delivery's own section, in the report from the start
@@ -812,20 +958,51 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
     rates = list(done.values())
     report = _with_rates(report, rates)
     write_report(report, path)
-    for idx in rate_indices:
+    slots = default_pool(cond) if slots is None else slots
+    # Rate points overlap only where their untimed work has cores of its own (profiler/slots.py).
+    jobs = max(1, int(jobs)) if getattr(slots, "can_overlap", True) else 1
+    lock = threading.Lock()
+    cancel = threading.Event()
+    state = {"report": report}
+
+    def one(idx: int) -> None:
         rate = next(r for r in sub.rates if r.index == idx)
+        with lock:
+            progress("rate", {"rate": rate.target_bpp})
+            # The finished rate points' networks and counts, so a worker running the same networks takes
+            # their resolution counts and cross-check instead of repeating them (counting/reuse.py).
+            extra = {**((job_extra or {}).get(idx) or {}), "earlier": earlier_entries(rates)}
+        result = run_rate(sub, idx, cond, devices, _locked(progress, lock), seed=seed, job_extra=extra,
+                          slots=slots, cancel=cancel)
+        with lock:
+            rates.append(result)
+            state["report"] = _with_rates(state["report"], rates)
+            write_report(state["report"], path)
+            progress("rate_done", {"rate": rate.target_bpp, "status": result.status})
+
+    todo = []
+    for idx in rate_indices:
         if idx in done:
+            rate = next(r for r in sub.rates if r.index == idx)
             progress("rate_done", {"rate": rate.target_bpp, "status": "ok", "resumed": True})
-            continue
-        progress("rate", {"rate": rate.target_bpp})
-        # The finished rate points' networks and counts, so a worker running the same networks takes their
-        # resolution counts and cross-check instead of repeating them (counting/reuse.py).
-        extra = {**((job_extra or {}).get(idx) or {}), "earlier": earlier_entries(rates)}
-        result = run_rate(sub, idx, cond, devices, progress, seed=seed, job_extra=extra)
-        rates.append(result)
-        report = _with_rates(report, rates)
-        write_report(report, path)
-        progress("rate_done", {"rate": rate.target_bpp, "status": result.status})
+        else:
+            todo.append(idx)
+    if jobs == 1:
+        for idx in todo:
+            one(idx)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="jpegai-rate")
+        try:
+            for fut in [pool.submit(one, idx) for idx in todo]:
+                fut.result()
+        except BaseException:
+            cancel.set()        # every running worker's tree is killed (run_limited), none is started
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    report = state["report"]
     report = _with_rates(report, rates, state="complete")
     write_report(report, path)
     return report

@@ -11,6 +11,7 @@ submission shares); the result goes to RESULT.json.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -42,6 +43,7 @@ from .params import count_model
 from .precision import check_codec_precision
 from .model.report import ErrorRecord, Picture, RateResult
 from .quality import image_quality, psnr_rgb, to_uint8
+from .slots import pin_process
 from .submission import load_entry, load_submission, with_weights
 from .tasks import measure_tasks
 from .untimed import add_records, untimed
@@ -60,6 +62,45 @@ def _progress_channel():
         return os.fdopen(fd, "w", buffering=1, encoding="utf-8")
     except (ValueError, OSError):
         return None
+
+
+# The runner's replies to slot requests (profiler/slots.py): a pipe whose read end's fd number is in
+# JPEGAI_SLOT_FD; one JSON line per granted slot. Absent when the worker runs without a runner.
+_SLOT_REPLIES = None
+
+
+def _slot_channel():
+    value = os.environ.pop("JPEGAI_SLOT_FD", "")
+    try:
+        fd = int(value)
+        os.set_inheritable(fd, False)
+        return os.fdopen(fd, "r", buffering=1, encoding="utf-8")
+    except (ValueError, OSError):
+        return None
+
+
+@contextlib.contextmanager
+def timing_slot(phase: str):
+    """The timed phase `phase` ("cpu", "gpu") inside a timing slot: asks the runner for one and waits,
+    pins every thread to its cores, and gives it back (pinned to the untimed cores again) when the block
+    ends, also when it raises. Yields the slot's record ({"cores", "untimed_cores", …}) or None where the
+    worker runs without a runner."""
+    if _SLOT_REPLIES is None:
+        yield None
+        return
+    _emit(event="slot", phase=phase)
+    line = _SLOT_REPLIES.readline()
+    try:
+        slot = json.loads(line)
+        cores, rest = [int(c) for c in slot["cores"]], [int(c) for c in slot["untimed_cores"]]
+    except (ValueError, KeyError, TypeError):
+        raise RuntimeError(f"no timing slot granted for the {phase} phase (runner replied {line[:200]!r})") from None
+    pin_process(cores)
+    try:
+        yield slot
+    finally:
+        pin_process(rest)
+        _emit(event="slot_release", phase=phase)
 
 
 def _emit(**event: Any) -> None:
@@ -159,8 +200,8 @@ def _process_runs(codec, fn, reps: int) -> dict:
 
 
 def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: float | None = None,
-                   interop_proxy: bool = False, submitted: bytes | None = None, record: bool = False
-                   ) -> tuple[dict, dict | None, dict]:
+                   interop_proxy: bool = False, submitted: bytes | None = None, record: bool = False,
+                   defer_untimed: bool = False) -> tuple[dict, dict | None, dict]:
     """Count, warm up, then time and take the memory peaks of encode and decode on one image (CPU).
 
     Returns (the picture's `Picture` entry as a dict, its interoperability entry or None, extras: the
@@ -171,6 +212,10 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
     With `submitted` (verify: a delivered bitstream), the decoder's figures are of that bitstream; the
     encoder's are of the original re-encoded.
     A program codec's calls are timed as whole processes into `process`, not into the in-process columns.
+    With `defer_untimed` (a profile's timed phase, inside its timing slot), the quality metrics and the
+    interoperability proxy are not run here: the picture has no `quality` yet, the entry is None, and
+    extras hold `pending` for `untimed_image` after the slot (the reconstruction kept on disk, not in
+    memory, so it is in none of the later pictures' memory peaks).
     """
     x = img.tensor("cpu")
     interop_entry = None
@@ -186,16 +231,16 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
         x_hat, dec_count, dec_rec = _counted(codec, "decode", bits, record)
         x_hat = _check_decoded(x_hat, x)
         psnr = psnr_rgb(x, x_hat)
-        # Untimed work with every core (profiler/untimed.py); the threads are back before the warm-ups.
         spent: dict[str, dict] = {}
-        quality, spent["quality"] = untimed("quality", lambda: image_quality(x, x_hat), cond.timing.threads)
         decoded_u8 = to_uint8(x_hat).cpu()
         decoded_sha256 = _sha256(decoded_u8.numpy().tobytes())
-        if interop_proxy:
-            interop_entry, spent["interop proxy"] = untimed(
-                "interop proxy", lambda: compare_image(img, x, bits, x_hat, proxy_decoder(codec), "cpu",
-                                                       quality_a={"psnr_rgb": psnr, **quality}),
-                cond.timing.threads)
+        pending = None
+        if defer_untimed:
+            pending = {"x_hat": _park(x_hat, img.name), "bits": bits, "psnr": psnr, "proxy": interop_proxy}
+            quality = None
+        else:
+            quality, interop_entry, spent = untimed_image(codec, img, cond, {"x_hat": x_hat, "bits": bits,
+                                                                              "psnr": psnr, "proxy": interop_proxy})
         del x_hat   # not held during the memory peaks below
 
         _emit(event="step", part="repeats")
@@ -234,7 +279,37 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
     )
     recording = {"encoder": enc_rec, "decoder": dec_rec} if record else None
     return picture, interop_entry, {"own_bits": own_bits, "decoded_u8": decoded_u8, "untimed": spent,
-                                    "recording": recording}
+                                    "recording": recording, "pending": pending}
+
+
+def _park(x_hat: torch.Tensor, name: str) -> Path:
+    """The reconstruction written to the worker's own folder (its working directory, a temporary one
+    the runner removes), for the untimed steps after the timed phase."""
+    path = Path.cwd() / f"x_hat-{_sha256(name.encode())[:16]}.pt"
+    torch.save(x_hat.detach().cpu(), path)
+    return path
+
+
+def untimed_image(codec, img: TestImage, cond: TestConditions, pending: dict
+                  ) -> tuple[dict, dict | None, dict[str, dict]]:
+    """(quality metrics, interoperability proxy entry or None, records of the untimed steps) of one
+    picture from its counted run's `pending` ({"x_hat": tensor or parked file, "bits", "psnr", "proxy"}),
+    with every core the worker may use (profiler/untimed.py); threads are back to `timing.threads` after."""
+    x = img.tensor("cpu")
+    x_hat = pending["x_hat"]
+    if isinstance(x_hat, Path):
+        x_hat = torch.load(x_hat, weights_only=True)
+        pending["x_hat"].unlink(missing_ok=True)
+    spent: dict[str, dict] = {}
+    entry = None
+    with torch.no_grad():
+        quality, spent["quality"] = untimed("quality", lambda: image_quality(x, x_hat), cond.timing.threads)
+        if pending["proxy"]:
+            entry, spent["interop proxy"] = untimed(
+                "interop proxy", lambda: compare_image(img, x, pending["bits"], x_hat, proxy_decoder(codec), "cpu",
+                                                       quality_a={"psnr_rgb": pending["psnr"], **quality}),
+                cond.timing.threads)
+    return quality, entry, spent
 
 
 def cuda_instance_problem(cpu_codec, cuda_codec, device_type: str = "cuda") -> str | None:
@@ -846,35 +921,57 @@ def run_job(job: dict) -> RateResult:
         record = bool(cond.counting.resolutions) and not isinstance(codec, CountableNetworks) \
             and not getattr(codec, "runs_as_program", False) and delivery is None
         recordings: dict[str, dict] = {}
-        for n, img in enumerate(images):
-            _emit(event="image", name=img.name, n=n)
-            _emit(event="phase", phase="counting", image=img.name, n=n, of=len(images))
-            if delivery is not None:
-                rec = restored.get(img.name)
-                if rec is None:   # not finished by an earlier worker of this rate point: measured here
-                    rec = _delivery_record(codec, img, cond, baseline_mib, proxy, delivery, rate.target_bpp)
-                    _keep(delivery, rec)
-                items.append(rec["item"])
-                if rec["picture"] is not None:
-                    pictures.append(rec["picture"])
-                if rec["interop"] is not None:
-                    proxy_entries.append(rec["interop"])
-                if rec.get("untimed"):      # its untimed steps, as a profile's pictures give theirs
-                    spent.append(rec["untimed"])
-                continue
-            picture, entry, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy,
-                                                   record=record)
-            if write_dir:
-                _write_delivery(Path(write_dir), rate.target_bpp, img, extra)
-            pictures.append(picture)
-            spent.append(extra["untimed"])
-            if extra.get("recording"):
-                recordings[img.name] = extra["recording"]
-            if entry is not None:
-                proxy_entries.append(entry)
-        _emit(event="step", part="done")
+        pending: list[tuple[TestImage, dict]] = []
+        tasks_note = (("not-requested", "not requested: --device cpu") if not cuda_requested else
+                      ("no-device", "no CUDA device") if not cuda_seen else
+                      ("not-available", "task pipelines are timed on the CPU only"))
+        # The timed phase, in a timing slot (profiler/slots.py): per picture the counted run, the warm-ups
+        # and the timed calls, then the task pipelines' timed calls. A profile's untimed steps come after
+        # it, on the untimed cores; a verification's stay with their item (one item, one record).
+        with timing_slot("cpu"):
+            for n, img in enumerate(images):
+                _emit(event="image", name=img.name, n=n)
+                _emit(event="phase", phase="counting", image=img.name, n=n, of=len(images))
+                if delivery is not None:
+                    rec = restored.get(img.name)
+                    if rec is None:   # not finished by an earlier worker of this rate point: measured here
+                        rec = _delivery_record(codec, img, cond, baseline_mib, proxy, delivery, rate.target_bpp)
+                        _keep(delivery, rec)
+                    items.append(rec["item"])
+                    if rec["picture"] is not None:
+                        pictures.append(rec["picture"])
+                    if rec["interop"] is not None:
+                        proxy_entries.append(rec["interop"])
+                    if rec.get("untimed"):      # its untimed steps, as a profile's pictures give theirs
+                        spent.append(rec["untimed"])
+                    continue
+                picture, _, extra = _measure_image(codec, img, cond, baseline_mib, interop_proxy=proxy,
+                                                   record=record, defer_untimed=True)
+                if write_dir:
+                    _write_delivery(Path(write_dir), rate.target_bpp, img, extra)
+                pictures.append(picture)
+                pending.append((img, extra["pending"]))
+                if extra.get("recording"):
+                    recordings[img.name] = extra["recording"]
+            _emit(event="step", part="done")
+            if delivery is None:
+                # Compressed-domain tasks ([[tasks]]): latent pipeline and anchors, timed on the CPU
+                # (profiler/tasks.py).
+                _emit(event="tasks")
+                got["tasks"], nm = measure_tasks(codec, sub, rate, images, cond, baseline_mib, gpu_note=tasks_note)
+                missing.update(nm)
         if delivery is not None:
             got["verification"] = items
+
+        # The untimed steps of each picture: quality metrics, the interoperability proxy's decode.
+        for n, (img, todo) in enumerate(pending):
+            _emit(event="phase", phase="quality", image=img.name, n=n, of=len(pending))
+            quality, entry, steps = untimed_image(codec, img, cond, todo)
+            pictures[n] = {**pictures[n], "quality": quality}
+            spent.append(steps)
+            if entry is not None:
+                proxy_entries.append(entry)
+        del pending
 
         # Counting at the resolutions of profile.toml (worst-case decoder) and the cross-check against
         # other counters: profiler/counting/resolutions.py and crosscheck.py, parts of the same networks
@@ -894,13 +991,6 @@ def run_job(job: dict) -> RateResult:
             (got["crosscheck"], nm), spent_cc = untimed("cross-check", lambda: _crosscheck(codec, shared),
                                                          cond.timing.threads)
             missing.update(nm)
-            # Compressed-domain tasks ([[tasks]]): latent pipeline and anchors, CPU (profiler/tasks.py).
-            _emit(event="tasks")
-            got["tasks"], nm = measure_tasks(codec, sub, rate, images, cond, baseline_mib, gpu_note=(
-                ("not-requested", "not requested: --device cpu") if not cuda_requested else
-                ("no-device", "no CUDA device") if not cuda_seen else
-                ("not-available", "task pipelines are timed on the CPU only")))
-            missing.update(nm)
             spent.append({"resolutions": spent_res, "cross-check": spent_cc})
 
         # Device interoperability: decode this rate point's bitstreams on another device (or a proxy
@@ -919,8 +1009,9 @@ def run_job(job: dict) -> RateResult:
             _emit(event="cuda")
             _emit(event="phase", phase="GPU")
             worker["rlimit_data_lifted"] = _lift_data_limit()
-            gpu, nm = _gpu_phase(codec, build, rate, images, cond, list(devices), seed,
-                                 submitted=_submitted_items(delivery, images, items))
+            with timing_slot("gpu"):
+                gpu, nm = _gpu_phase(codec, build, rate, images, cond, list(devices), seed,
+                                     submitted=_submitted_items(delivery, images, items))
             missing.update(nm)
             if "gpu_settings" in gpu:
                 got["environment"] = {**got["environment"], "gpu_settings": gpu["gpu_settings"]}
@@ -935,7 +1026,8 @@ def run_job(job: dict) -> RateResult:
             _emit(event="cuda")
             _emit(event="phase", phase="GPU")
             worker["rlimit_data_lifted"] = _lift_data_limit()
-            gpu, nm = _gpu_phase(codec, build, rate, images, cond, list(devices), seed)
+            with timing_slot("gpu"):
+                gpu, nm = _gpu_phase(codec, build, rate, images, cond, list(devices), seed)
             missing.update(nm)
             if "gpu_settings" in gpu:
                 got["environment"] = {**got["environment"], "gpu_settings": gpu["gpu_settings"]}
@@ -1038,8 +1130,9 @@ def assemble(got: dict, pictures: list[dict], missing: dict[str, tuple[str, str]
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    global _PROGRESS
+    global _PROGRESS, _SLOT_REPLIES
     _PROGRESS = _progress_channel()
+    _SLOT_REPLIES = _slot_channel()
     job_path, out_path = Path(argv[0]), Path(argv[1])
     job = json.loads(job_path.read_text())
     t0 = time.perf_counter()

@@ -118,7 +118,7 @@ def test_a_codec_writing_into_its_directory_resumes_in_process(tmp_path, monkeyp
     sub = load_submission(d)
     ran = []
 
-    def fake_rate(sub, idx, cond, devices, progress, seed=0, job_extra=None):
+    def fake_rate(sub, idx, cond, devices, progress, seed=0, job_extra=None, **_):
         ran.append(idx)
         with (sub.directory / "cache.bin").open("a") as fh:
             fh.write(f"rate {idx}\n")

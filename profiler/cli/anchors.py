@@ -54,6 +54,8 @@ def parser() -> ArgParser:
     p.add_argument("--rates", type=str, default=None, help="only these target rates, e.g. 0.25,0.5")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per image (default 1)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="wall-clock limit per rate point's worker")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="rate points at once (default: timing.slots_per_host + 1 where a core is left beside them)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -90,6 +92,7 @@ def run(args) -> int:
     from rich.markup import escape
 
     from ..conditions import load_conditions
+    from .profile import jobs_for
     from ..images import check_images
     from ..outdir import prepare_out
     from ..render import write_all
@@ -112,8 +115,9 @@ def run(args) -> int:
         with prepare_out(out_dir, sub.directory, sub.codec, explicit=True, resume=False):
             out.print(f"anchor {escape(sub.codec)} ({escape(info['substitute_for'])} substitute): "
                       f"{len(rate_indices)} rate points", highlight=False)
-            report = profile(sub, cond, out_dir, rate_indices, ["cpu"],
-                             options={"rates": [r.target_bpp for r in sub.rates if r.index in rate_indices]})
+            jobs = jobs_for(args, cond, len(rate_indices))
+            report = profile(sub, cond, out_dir, rate_indices, ["cpu"], jobs=jobs,
+                             options={"jobs": jobs, "rates": [r.target_bpp for r in sub.rates if r.index in rate_indices]})
             report = mark_anchor(report, info)
             write_all(report, out_dir)
         for r in report.rates:

@@ -29,10 +29,26 @@ def add_profile_options(p: ArgParser) -> None:
                    help="wall-clock limit per rate point's worker, seconds (overrides worker.timeout_s)")
     p.add_argument("--memory-limit", type=int, default=None, metavar="MIB",
                    help="memory limit per worker, MiB (overrides worker.memory_limit_mib)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="rate points' workers at once (default: timing.slots_per_host + 1 where the machine has a "
+                        "core beside the timing slots, else 1); timed phases always run in the timing slots")
     p.add_argument("--resume", action="store_true",
                    help="continue the report in --out: skip rate points already measured (only when the "
                         "submission's files and the test conditions are unchanged)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def jobs_for(args, cond, n_rates: int) -> int:
+    """`--jobs`, or by default one worker per timing slot plus one whose untimed work runs beside them,
+    where this machine has a core beside the slots (profiler/slots.py); never more than the rate points."""
+    from ..runner import default_pool
+
+    if getattr(args, "jobs", None) is not None:
+        if args.jobs < 1:
+            raise InputError("command line", "--jobs", f"expected a positive number, got {args.jobs}")
+        return min(args.jobs, max(1, n_rates))
+    pool = default_pool(cond)
+    return max(1, min(n_rates, cond.timing.slots_per_host + 1 if pool.can_overlap else 1))
 
 
 def parser() -> ArgParser:
@@ -107,21 +123,23 @@ def phase_text(info: dict) -> str:
 
 
 class _RateClock:
-    """What is left of the profile, from the rate points finished so far (their mean wall time)."""
+    """What is left of the profile, from the rate points finished so far (their mean wall time), with
+    `jobs` of them running at once."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, jobs: int = 1):
         self.total = total
+        self.jobs = max(1, jobs)
         self.done: list[float] = []
-        self.start: float | None = None
+        self.running: dict = {}
 
-    def event(self, kind: str) -> None:
+    def event(self, kind: str, info: dict | None = None) -> None:
         import time
 
+        rate = (info or {}).get("rate")
         if kind == "rate":
-            self.start = time.monotonic()
-        elif kind == "rate_done" and self.start is not None:
-            self.done.append(time.monotonic() - self.start)
-            self.start = None
+            self.running[rate] = time.monotonic()
+        elif kind == "rate_done" and rate in self.running:
+            self.done.append(time.monotonic() - self.running.pop(rate))
         elif kind == "rate_done":
             self.total -= 1          # a resumed rate point: nothing to wait for
 
@@ -131,9 +149,12 @@ class _RateClock:
         if not self.done:
             return ""
         mean = sum(self.done) / len(self.done)
-        running = time.monotonic() - self.start if self.start is not None else 0.0
-        rest = max(0.0, mean * (self.total - len(self.done)) - running)
+        now = time.monotonic()
+        started = sum(min(mean, now - t) for t in self.running.values())
+        rest = max(0.0, (mean * (self.total - len(self.done)) - started) / self.jobs)
         return f" · about {rest / 60:.0f} min left" if rest >= 90 else f" · about {rest:.0f} s left"
+
+
 def load_anchors(directory: Path) -> list[tuple[str, object]]:
     """(path, report) of every anchor report below `directory`; none is bad input (one line, exit 2)."""
     from ..bdrate import find_anchor_reports
@@ -182,10 +203,11 @@ def run(args) -> int:
                       TimeElapsedColumn(), console=out, transient=True) as bar:
             task = bar.add_task(f"profiling {name}", total=len(rate_indices))
 
-            clock = _RateClock(len(rate_indices))
+            jobs = jobs_for(args, cond, len(rate_indices))
+            clock = _RateClock(len(rate_indices), jobs)
 
             def progress(kind: str, info: dict) -> None:
-                clock.event(kind)
+                clock.event(kind, info)
                 if kind == "phase":
                     bar.update(task, description=f"{name} @ {info['rate']:g} bpp: {escape(phase_text(info))}"
                                                  f"{clock.left()}")
@@ -205,9 +227,9 @@ def run(args) -> int:
                     print(f"jpegai-profile: {info['message']}", file=sys.stderr)
 
             report = profile(sub, cond, out_dir, rate_indices, devices(args.device), progress,
-                             options={"quick": args.quick, "rates": [r.target_bpp for r in sub.rates
-                                                                     if r.index in rate_indices]},
-                             resume=args.resume, job_extra=_write_jobs(args, rate_indices))
+                             options={"quick": args.quick, "jobs": jobs, "rates": [r.target_bpp for r in sub.rates
+                                                                                   if r.index in rate_indices]},
+                             resume=args.resume, job_extra=_write_jobs(args, rate_indices), jobs=jobs)
         report = evaluate(report, cond)
         if anchors:
             from ..bdrate import with_bd_rates

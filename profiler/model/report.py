@@ -376,6 +376,21 @@ class WorkerLimits(Frozen):
     processes_ended_by: list[str] = Field(default_factory=list)   # how what the worker started is ended
 
 
+class SlotHold(Frozen):
+    """One timed phase's timing slot (profiler/slots.py), as the runner granted it: the host, the slot's
+    number there, the CPUs the phase was pinned to, how long the worker waited for it and held it, and the
+    target rates of the other rate points whose workers ran on this host meanwhile (their untimed work, on
+    other cores; None where the pool cannot see the host's other work, e.g. on a cluster)."""
+
+    phase: str                  # "cpu" | "gpu"
+    host: str
+    index: int
+    cores: list[int]
+    waited_s: float
+    held_s: float
+    beside: list[float] | None = None
+
+
 class WorkerInfo(Frozen):
     seed: int | None = None
     limits: WorkerLimits | None = None
@@ -386,6 +401,8 @@ class WorkerInfo(Frozen):
     wall_s: float | None = None
     rlimit_data_lifted: bool | None = None   # RLIMIT_DATA (soft) lifted before the GPU phase
     restarts: list[str] = Field(default_factory=list)   # verify: a worker died on an item, which one, why
+    slots: list[SlotHold] = Field(default_factory=list)  # the timing slots its timed phases ran in
+    cpus: list[int] | None = None       # the CPUs its untimed work ran on (the slots' cores excluded)
 
 
 class UntimedStep(Frozen):
@@ -607,6 +624,7 @@ class TimingCond(Frozen):
     cudnn_benchmark: bool = False
     allow_tf32: bool = False
     min_gpu_memory: bool = False
+    slots_per_host: int = 1
 
 
 class WorkerCond(Frozen):
@@ -695,6 +713,7 @@ class Options(Frozen):
     check: bool = False
     rates: list[float] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list)
+    jobs: int = 1       # rate points' workers at once (their timed phases in the timing slots)
 
 
 class RunInfo(Frozen):

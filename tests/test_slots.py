@@ -1,0 +1,133 @@
+"""Timing slots (profiler/slots.py): timed phases pinned to their slot's physical cores, alone there; rate
+points overlapping (`jobs`) only in their untimed work; results identical to the serial run."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CODECS
+from profiler.conditions import CountingSpec, ImageSpec, TestConditions, TimingSpec
+from profiler.slots import LocalSlotPool, Neighbours, physical_cores
+
+
+def _sysfs(tmp_path: Path, topology: dict[int, tuple[int, int]]) -> Path:
+    """A fake /sys/devices/system/cpu: cpu → (package, core id)."""
+    for cpu, (package, core) in topology.items():
+        top = tmp_path / f"cpu{cpu}" / "topology"
+        top.mkdir(parents=True)
+        (top / "physical_package_id").write_text(f"{package}\n")
+        (top / "core_id").write_text(f"{core}\n")
+    return tmp_path
+
+
+def test_physical_cores_group_hyperthread_siblings(tmp_path):
+    # 4 logical CPUs on 2 physical cores, siblings numbered as Linux does on most x86 machines (0/2, 1/3).
+    sysfs = _sysfs(tmp_path, {0: (0, 0), 1: (0, 1), 2: (0, 0), 3: (0, 1)})
+    assert physical_cores((0, 1, 2, 3), sysfs) == [(0, 2), (1, 3)]
+    # Unreadable topology: every CPU its own core.
+    assert physical_cores((5, 7), tmp_path / "none") == [(5,), (7,)]
+
+
+def test_a_slot_keeps_its_cores_siblings_free_and_the_rest_is_for_untimed_work(tmp_path):
+    sysfs = _sysfs(tmp_path, {0: (0, 0), 1: (0, 1), 2: (0, 0), 3: (0, 1)})
+    pool = LocalSlotPool(1, 1, cpus=(0, 1, 2, 3), sysfs=sysfs)
+    assert [s.cores for s in pool.slots] == [(1,)]          # the highest physical core, one logical CPU of it
+    assert pool.untimed_cores == (0, 2) and pool.can_overlap  # its sibling 3 is neither timed nor untimed
+    # Two slots take both physical cores: nothing is left beside them, so nothing may overlap them.
+    two = LocalSlotPool(2, 1, cpus=(0, 1, 2, 3), sysfs=sysfs)
+    assert [s.cores for s in two.slots] == [(0,), (1,)] and not two.can_overlap and two.untimed_cores == (0, 1, 2, 3)
+    # A slot of two threads is two physical cores.
+    assert [s.cores for s in LocalSlotPool(1, 2, cpus=(0, 1, 2, 3), sysfs=sysfs).slots] == [(0, 1)]
+    with pytest.raises(ValueError, match="3 physical cores"):
+        LocalSlotPool(3, 1, cpus=(0, 1, 2, 3), sysfs=sysfs)
+
+
+def test_acquire_blocks_until_the_slot_is_released(tmp_path):
+    sysfs = _sysfs(tmp_path, {0: (0, 0), 1: (0, 1)})
+    pool = LocalSlotPool(1, 1, cpus=(0, 1), sysfs=sysfs)
+    first = pool.acquire()
+    got = threading.Event()
+    threading.Thread(target=lambda: (pool.acquire(), got.set()), daemon=True).start()
+    assert not got.wait(0.3)                 # the one slot is held
+    pool.release(first)
+    assert got.wait(5)
+
+
+def test_neighbours_are_the_workers_alive_during_a_span():
+    nb = Neighbours()
+    a = nb.start(0.5)
+    b = nb.start(1.0)
+    t0 = time.monotonic()
+    nb.end(b)
+    t1 = time.monotonic()
+    c = nb.start(2.0)
+    assert nb.during(t0, t1, exclude=a) == [1.0]       # c started after the span
+    assert sorted(nb.during(t0, time.monotonic() + 1, exclude=b)) == [0.5, 2.0]
+    nb.end(a), nb.end(c)
+
+
+def _conditions() -> TestConditions:
+    return TestConditions(images=ImageSpec(builtin=("chelsea",)), counting=CountingSpec(resolutions=((64, 48),)),
+                          timing=TimingSpec(repeats=3, warmup=1, devices=("cpu",), threads=1))
+
+
+def _calls(log: Path) -> dict[int, list[dict]]:
+    by_pid: dict[int, list[dict]] = {}
+    for line in log.read_text().splitlines():
+        c = json.loads(line)
+        by_pid.setdefault(c["pid"], []).append(c)
+    return by_pid
+
+
+def test_two_rate_points_at_once_time_alone_on_their_slot_and_give_the_serial_results(tmp_path, monkeypatch):
+    """The fixture codec writes, from inside its own encode()/decode(), the CPUs it may run on and monotonic
+    timestamps. With jobs=2 both workers run at once; the timed phases (counted run, warm-up, timed calls)
+    must each be on the slot's core and never overlap; the untimed proxy decode runs on the other core."""
+    from profiler import runner
+    from profiler.submission import load_submission
+
+    sub = load_submission(CODECS / "threads")
+    cond = _conditions()
+    pool = LocalSlotPool(1, 1)
+    if not pool.can_overlap:
+        pytest.skip("one core: rate points do not overlap")
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("JPEGAI_TEST_THREADS_LOG", str(log))
+    report = runner.profile(sub, cond, tmp_path / "jobs2", [0, 1], ["cpu"], jobs=2, slots=pool)
+    assert all(r.ok for r in report.rates), [r.error for r in report.rates]
+    slot_cores = list(pool.slots[0].cores)
+    spans = []
+    for pid, calls in _calls(log).items():
+        picture = [c for c in calls if (c["h"], c["w"]) == (300, 451)]
+        # counted encode+decode, then 3 timed encodes and 3 timed decodes: the timed phase; then the proxy.
+        timed, proxy = picture[:8], picture[8:]
+        assert [c["call"] for c in timed] == ["encode", "decode"] + ["encode"] * 3 + ["decode"] * 3
+        assert all(c["cpus"] == slot_cores and c["threads"] == 1 for c in timed), timed
+        assert [c["call"] for c in proxy] == ["decode"] and proxy[0]["cpus"] == list(pool.untimed_cores)
+        spans.append((timed[0]["t0"], timed[-1]["t1"]))
+    assert len(spans) == 2
+    (a0, a1), (b0, b1) = sorted(spans)
+    assert a1 <= b0, f"timed phases overlap: {spans}"
+    # The report says which slot, its cores, and that the other rate point's worker ran beside it.
+    for r, other in zip(report.rates, reversed(report.rates)):
+        (hold,) = [h for h in r.worker.slots if h.phase == "cpu"]
+        assert hold.cores == slot_cores and hold.index == 0 and hold.held_s > 0
+        assert r.worker.cpus == list(pool.untimed_cores)
+    assert any(other.target_bpp in (h.beside or []) for r, other in zip(report.rates, reversed(report.rates))
+               for h in r.worker.slots)
+    # Identical to the serial run: counts, parameters, bitstreams, decoded pictures.
+    serial = runner.profile(sub, cond, tmp_path / "jobs1", [0, 1], ["cpu"], jobs=1, slots=LocalSlotPool(1, 1))
+    for p, s in zip(report.rates, serial.rates):
+        assert p.params == s.params
+        for pi, si in zip(p.images, s.images):
+            for part in ("encoder", "decoder"):
+                mine, theirs = pi.counts[part], si.counts[part]
+                assert mine.macs == theirs.macs and mine.complete == theirs.complete
+                assert {k: v.macs for k, v in mine.per_module.items()} == {k: v.macs for k, v in theirs.per_module.items()}
+            assert (pi.bitstream_sha256, pi.decoded_sha256) == (si.bitstream_sha256, si.decoded_sha256)
+        assert [e.decoder.macs for e in p.resolutions] == [e.decoder.macs for e in s.resolutions]

@@ -7,9 +7,10 @@ delivery `DELIVERIES/<codec-slug>/` verified, with `DELIVERIES/<codec-slug>.sha2
 the reports this batch wrote are aggregated into `OUT/aggregate/` (as `jpegai-profile aggregate`).
 
 Every manifest is read and checked before anything runs (bad input: one line naming the file, exit 2).
-Submissions run one after another; with `--jobs N` (N > 1) each one's rate points run on a Dask
-`LocalCluster` of N worker processes on this machine, with `--scheduler ADDRESS` on an existing Dask
-cluster (profiler/cluster.py), one cluster for the whole batch. A submission whose run stops on bad input
+Submissions run one after another, each as `jpegai-profile` runs it (its own `--jobs` default); with
+`--jobs N` (N > 1) their rate points run on a Dask `LocalCluster` of N worker processes on this machine,
+with `--scheduler ADDRESS` on an existing Dask cluster (profiler/cluster.py), one cluster for the whole
+batch. A submission whose run stops on bad input
 (its delivery, its output folder) is that one line and the batch goes on with the others.
 
 Exit status: 0 every submission measured (verified: every mandatory rule passes); 1 one failed; 2 bad
@@ -41,15 +42,17 @@ def parser() -> ArgParser:
     p.add_argument("dirs", nargs="+", type=Path, metavar="SUBMISSIONS_DIR",
                    help="a submission directory, or a folder of submission directories")
     p.add_argument("--out", type=Path, default=Path("reports"), help="the reports tree (default: reports/)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="run each submission's rate points N at a time on a local Dask cluster (default 1: serial)")
     p.add_argument("--scheduler", type=str, default=None, metavar="ADDRESS",
                    help="run the rate points on this Dask cluster (e.g. tcp://head:8786); needs the dask extra")
     p.add_argument("--verify", type=Path, default=None, metavar="DELIVERIES",
                    help="verify DELIVERIES/<codec-slug>/ (a delivery) for each submission instead of profiling")
     p.add_argument("--originals", type=str, default=None,
                    help="with --verify: 'builtin' or a folder ORIGINALS/<stem>.png")
-    add_profile_options(p)
+    add_profile_options(p)     # its --jobs N: here a local Dask cluster of N worker processes
+    for action in p._actions:
+        if action.dest == "jobs":
+            action.help = ("N > 1: a local Dask cluster of N worker processes runs the rate points of every "
+                           "submission (default: each submission as `jpegai-profile` runs it)")
     return p
 
 
@@ -69,8 +72,13 @@ def find_submissions(dirs: list[Path]) -> list[Path]:
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
+def _uses_cluster(args) -> bool:
+    return args.scheduler is not None or (args.jobs is not None and args.jobs > 1)
+
+
 def _argv_of(args, names: set[str] | None = None) -> list[str]:
-    """The profile options given to `batch`, as a profile's (or verify's: `names`) own command line."""
+    """The profile options given to `batch`, as a profile's (or verify's: `names`) own command line
+    (`--jobs` stays the batch's where it makes a cluster)."""
     from .profile import add_profile_options
 
     probe = ArgParser(add_help=False)
@@ -78,7 +86,8 @@ def _argv_of(args, names: set[str] | None = None) -> list[str]:
     argv = []
     for action in probe._actions:
         value = getattr(args, action.dest, None)
-        if value is None or value is False or value == action.default:
+        if value is None or value is False or value == action.default or (action.dest == "jobs" and
+                                                                        (_uses_cluster(args) or names is not None)):
             continue
         if names is not None and action.dest not in names:
             raise InputError("command line", action.option_strings[0], "does not apply with --verify")
@@ -93,7 +102,7 @@ def plan(args) -> list[tuple[str, argparse.Namespace, Path]]:
     from ..submission import load_submission, slug
     from . import profile, verify
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise InputError("command line", "--jobs", f"must be at least 1, got {args.jobs}")
     if args.originals is not None and args.verify is None:
         raise InputError("command line", "--originals", "applies with --verify only")
@@ -129,13 +138,26 @@ def plan(args) -> list[tuple[str, argparse.Namespace, Path]]:
 @contextlib.contextmanager
 def _executor(args):
     """None (serial), or a Dask client for the whole batch (--jobs N > 1, --scheduler)."""
-    if args.scheduler is None and args.jobs == 1:
+    if not _uses_cluster(args):
         yield None
         return
     from ..cluster import connect
 
-    with connect(scheduler=args.scheduler, jobs=args.jobs) as client:
+    jobs = args.jobs or 1
+    if args.scheduler is None and not _can_overlap(args):
+        print("jpegai-profile batch: this machine has no core beside its timing slots: --jobs 1 "
+              "(untimed work would share the timed cores)", file=sys.stderr)
+        jobs = 1
+    with connect(scheduler=args.scheduler, jobs=jobs) as client:
         yield client
+
+
+def _can_overlap(args) -> bool:
+    """Whether this machine's timing slots (under --config) leave a core for untimed work beside them."""
+    from ..conditions import load_conditions
+    from ..runner import default_pool
+
+    return default_pool(load_conditions(args.config)).can_overlap
 
 
 def run(args) -> int:

@@ -17,7 +17,8 @@ existing cluster its scheduler's own setting), and any error of the task itself 
 (`retries=1`); after that the rate point is recorded failed with the reason. A rate point that ran
 again says so (`worker.restarts`); its figures are all from the run that finished.
 
-Files reach remote workers by a **shared path**: the submission (and a folder of test pictures) must be
+The scheduler and every worker must import this suite (installed with the extra, or on their
+PYTHONPATH): the scheduler unpickles the tasks. Files reach remote workers by a **shared path**: the submission (and a folder of test pictures) must be
 at the same path on every worker. Before any run, every worker connected hashes them (sha256 per file,
 `submission.files_fingerprint`) and must find the client's digests, and must run the same suite (the
 files of this package); each task checks the submission again before its run, for a worker that joined

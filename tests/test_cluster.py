@@ -9,6 +9,7 @@ sees from the codec's own clock whether two timed phases of one host overlapped.
 - `--jobs 2` on the cluster gives the serial run's parameters, counts and bitstream hashes;
 - two timed phases never overlap with the default slots (one per host), and the cluster's workers did
   run at the same time (else the check would prove nothing);
+- `--resume` on the cluster keeps the rate points it measured;
 - every connected worker must hold the client's files (sha256) before anything runs;
 - a Dask worker process killed during a rate point: run again once, and the profile completes;
 - `batch` over two submissions with `--jobs 2` gives one aggregate.
@@ -67,7 +68,7 @@ def cond(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(client, cond, stamps, tmp_path_factory):
-    """(the serial report, the cluster report, the stamps of the cluster run by worker pid)."""
+    """(the serial report, the cluster report, the stamps of the cluster run by worker pid, its folder)."""
     sub = load_submission(STAMPED)
     out = tmp_path_factory.mktemp("runs")
     serial = profile(sub, cond, out / "serial", [0, 1, 2], ["cpu"])
@@ -75,7 +76,7 @@ def runs(client, cond, stamps, tmp_path_factory):
         f.unlink()
     on_cluster = profile_on(client, sub, cond, out / "dask", [0, 1, 2], ["cpu"])
     calls = {f.stem: [json.loads(line) for line in f.read_text().splitlines()] for f in stamps.glob("*.jsonl")}
-    return serial, on_cluster, calls
+    return serial, on_cluster, calls, out / "dask"
 
 
 # A counted call's own wall time and its share outside ops are measurements of time, not counts.
@@ -91,7 +92,7 @@ def _figures(report):
 
 
 def test_jobs_2_on_the_cluster_equals_the_serial_run(runs):
-    serial, on_cluster, _ = runs
+    serial, on_cluster, _, _ = runs
     assert [r.target_bpp for r in on_cluster.rates] == [0.25, 0.5, 1.0]
     assert all(r.ok for r in on_cluster.rates) and on_cluster.run.state == "complete"
     assert _figures(on_cluster) == _figures(serial)
@@ -103,7 +104,7 @@ def test_jobs_2_on_the_cluster_equals_the_serial_run(runs):
 
 
 def test_two_timed_phases_on_one_host_never_overlap(runs):
-    _, on_cluster, calls = runs
+    _, on_cluster, calls, _ = runs
     assert len(calls) == 3                                   # one worker process per rate point
     slot_cores = {tuple(h.cores) for r in on_cluster.rates for h in r.worker.slots}
     assert len(slot_cores) == 1                              # one slot per host: its cores
@@ -121,6 +122,16 @@ def test_two_timed_phases_on_one_host_never_overlap(runs):
     # The rate points' workers did run at once (their untimed work beside another's timed phase):
     lives.sort()
     assert any(b[0] < a[1] for a, b in zip(lives, lives[1:])), lives
+
+
+def test_resume_on_the_cluster_keeps_what_it_measured(runs, client, cond):
+    _, on_cluster, _, out = runs
+    notices = []
+    again = profile_on(client, load_submission(STAMPED), cond, out, [0, 1, 2], ["cpu"],
+                       lambda kind, info: notices.append(info["message"]) if kind == "resume" else None, resume=True)
+    assert notices and "3 rate point(s) done" in notices[0] and "0 to run" in notices[0]
+    assert again.run.resumed_rates == [0.25, 0.5, 1.0] and again.run.state == "complete"
+    assert _figures(again) == _figures(on_cluster)
 
 
 def test_the_workers_must_hold_the_clients_files_before_any_run(client, tmp_path):

@@ -12,7 +12,10 @@
     at one thread (what the suite did), measured here; and whether the report's 1920×1080 counts agree
     exactly with that real count (every module's MACs).
 
-Usage: python benchmarks/profile_cost.py [--only a|b] [--rates 0.03,0.5] [--arch mbt2018-mean]
+    With several `--jobs` settings (default 1 and auto) each is run and printed, and the timed medians
+    of each against the first: what overlapping rate points (their untimed work on the other cores) does
+    to the timings.
+Usage: python benchmarks/profile_cost.py [--only a|b] [--rates 0.03,0.5] [--jobs 1,auto] [--arch mbt2018-mean]
        [--images DIR] [--before-sizes 1920x1080,3840x2160]
 """
 
@@ -59,29 +62,52 @@ def untimed_s(rep: dict) -> dict[str, float]:
     return out
 
 
+def _medians(rep: dict, part: str) -> dict[tuple[float, str], float]:
+    return {(r["target_bpp"], img["name"]): img["timing"]["cpu"][part]["median_s"]
+            for r in rep["rates"] if r["status"] == "ok" for img in r["images"]}
+
+
 def part_a(args) -> None:
     extra = ["--rates", args.rates] if args.rates else []
     if args.images:
         extra += ["--images", args.images]
-    rep, total = run_profile(ROOT / "submissions" / "refnet", extra)
-    floor = floor_s(rep)
-    worker = sum(r["worker"]["wall_s"] or 0.0 for r in rep["rates"])
-    ok = [r for r in rep["rates"] if r["status"] == "ok"]
-    shared_res = sum(1 for r in ok for e in r["resolutions"] for p in (e.get("parts") or {}).values()
-                     if p.get("measured_on"))
-    all_res = sum(len(e.get("parts") or {}) for r in ok for e in r["resolutions"])
-    shared_cc = sum(1 for r in ok for part in ("encoder", "decoder")
-                    if ((r.get("crosscheck") or {}).get(part) or {}).get("measured_on"))
-    n_img = sum(len(r["images"]) for r in ok)
-    print(f"(a) RefNet, default conditions{' at ' + args.rates + ' bpp' if args.rates else ''}: "
-          f"{len(ok)} rate points ok, {n_img} picture runs")
-    print(f"    floor (warm-up + repeats) × (enc + dec): {floor:8.1f} s")
-    print(f"    workers' wall time:                       {worker:8.1f} s   ÷ floor {worker / floor:5.2f}")
-    print(f"    whole command:                            {total:8.1f} s   ÷ floor {total / floor:5.2f}   (target ≤ 1.3)")
-    steps = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(untimed_s(rep).items()))
-    print(f"    untimed steps (every core): {steps}")
-    print(f"    shared with an earlier rate point: {shared_res}/{all_res} resolution parts, "
-          f"{shared_cc}/{2 * len(ok)} cross-check parts")
+    runs = {}
+    for jobs in args.jobs.split(","):
+        rep, total = run_profile(ROOT / "submissions" / "refnet", extra + (["--jobs", jobs] if jobs != "auto" else []))
+        runs[jobs] = (rep, total)
+    print(f"(a) RefNet, default conditions{' at ' + args.rates + ' bpp' if args.rates else ''}, "
+          f"side by side in one run:")
+    for jobs, (rep, total) in runs.items():
+        floor = floor_s(rep)
+        worker = sum(r["worker"]["wall_s"] or 0.0 for r in rep["rates"])
+        ok = [r for r in rep["rates"] if r["status"] == "ok"]
+        shared_res = sum(1 for r in ok for e in r["resolutions"] for p in (e.get("parts") or {}).values()
+                         if p.get("measured_on"))
+        all_res = sum(len(e.get("parts") or {}) for r in ok for e in r["resolutions"])
+        shared_cc = sum(1 for r in ok for part in ("encoder", "decoder")
+                        if ((r.get("crosscheck") or {}).get(part) or {}).get("measured_on"))
+        held = sum(h["held_s"] for r in ok for h in r["worker"].get("slots") or [] if h["phase"] == "cpu")
+        n_img = sum(len(r["images"]) for r in ok)
+        print(f"  --jobs {jobs} (ran with {rep['options'].get('jobs')}): {len(ok)} rate points ok, {n_img} picture runs")
+        print(f"    floor (warm-up + repeats) × (enc + dec): {floor:8.1f} s")
+        print(f"    timed phases (slot held), in all:         {held:8.1f} s   ÷ floor {held / floor:5.2f}")
+        print(f"    workers' wall time, summed:               {worker:8.1f} s   ÷ floor {worker / floor:5.2f}")
+        print(f"    whole command:                            {total:8.1f} s   ÷ floor {total / floor:5.2f}   (target ≤ 1.3)")
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(untimed_s(rep).items()))
+        print(f"    untimed steps (untimed cores): {steps}")
+        print(f"    shared with an earlier rate point: {shared_res}/{all_res} resolution parts, "
+              f"{shared_cc}/{2 * len(ok)} cross-check parts")
+    names = list(runs)
+    if len(names) > 1:
+        base = runs[names[0]][0]
+        for other in names[1:]:
+            for part in ("encode", "decode"):
+                a, b = _medians(base, part), _medians(runs[other][0], part)
+                ratios = sorted(b[k] / a[k] for k in a if k in b and a[k] > 0)
+                if ratios:
+                    mid = ratios[len(ratios) // 2]
+                    print(f"    {part} medians, --jobs {other} ÷ --jobs {names[0]}: median {mid:.3f}, "
+                          f"range {ratios[0]:.3f} – {ratios[-1]:.3f} over {len(ratios)} picture runs")
 
 
 def _plain_codec(arch: str):
@@ -147,6 +173,7 @@ def main() -> int:
     ap.add_argument("--only", choices=["a", "b"], default=None)
     ap.add_argument("--rates", default=None, help="(a) only these RefNet rates (default: all nine)")
     ap.add_argument("--images", default=None, help="test pictures (default: the conditions' own)")
+    ap.add_argument("--jobs", default="1,auto", help="(a) the --jobs settings run side by side (default 1,auto)")
     ap.add_argument("--arch", default="mbt2018-mean", help="(b) a CompressAI zoo name (not one bundled)")
     ap.add_argument("--before-sizes", default="1920x1080,3840x2160",
                     help="(b) resolutions at which the old way (a real call at one thread) is measured")

@@ -47,7 +47,15 @@ SUMMARY_COLUMNS = ["params_largest_model", "params_total", "kmac_px_decoder_wors
 NUMERIC_RATE_COLUMNS = [c for c in RATE_COLUMNS if c not in ("proponent", "codec", "status", "precision_encoder",
                                                              "precision_decoder")]
 INT_COLUMNS = ["params_encoder", "params_decoder", "params_largest_model", "params_total"]
-META_COLUMNS = ["schema_version", "conditions", "complete", "missing_rates", "warning", "report"]
+META_COLUMNS = ["schema_version", "conditions", "complete", "missing_rates", "anchor", "warning", "report"]
+# An anchor's report (`jpegai-profile anchors`) is a row of the table for its rates and quality; its
+# complexity columns are *not applicable* (never 0 kMAC/px in a plot, never "not measured"), its verdict
+# `anchor`.
+NOT_APPLICABLE = "not applicable"
+ANCHOR_NA_RATE = [c for c in RATE_COLUMNS if c not in ("proponent", "codec", "target_bpp", "status", "bpp",
+                                                        "psnr_rgb", "precision_encoder", "precision_decoder")]
+ANCHOR_NA_SUMMARY = [c for c in SUMMARY_COLUMNS if c not in ("precision", "verdict")]
+ANCHOR_VERDICT = "anchor"
 # Condition fields that never make reports incomparable: where the conditions were read from.
 IGNORED_CONDITIONS = {"source"}
 # Condition groups that do not apply to an anchor's report (its complexity is not applicable).
@@ -257,7 +265,8 @@ def aggregate_reports(reports: list[Report], paths: list[str],
     (a frame per report costs more than its figures)."""
     machines = environment_warnings(reports)
     # per report: its conditions against the others', its own rate points timed on different machines
-    base = [_join(w, "; ".join(derive.mixed_hosts(rep))) for rep, w in zip(reports, condition_warnings(reports))]
+    base = [_join(w, "; ".join(derive.mixed_hosts(rep)) if rep.anchor is None else "")
+            for rep, w in zip(reports, condition_warnings(reports))]
     warnings = []
     for rep, b, machine in zip(reports, base, machines):
         flagged = [r for r in rep.rates if r.index in machine]
@@ -268,11 +277,16 @@ def aggregate_reports(reports: list[Report], paths: list[str],
         rates = [{c: _none_if_nm(r[c]) for c in RATE_COLUMNS} for r in table_rows]
         meta = {"schema_version": rep.schema_version, "conditions": rep.conditions.name,
                 "complete": derive.is_complete(rep), "missing_rates": _rates_text(derive.missing_rates(rep)),
+                "anchor": rep.anchor.substitute_for if rep.anchor is not None else "",
                 "warning": warn, "report": path}
+        summary = summary_row(rep, rates, table_summary)
+        if rep.anchor is not None:     # an anchor's complexity does not apply: NaN, never "not measured"
+            rates = [{**r, **{c: float("nan") for c in ANCHOR_NA_RATE if c in r}} for r in rates]
+            summary.update({c: None for c in ANCHOR_NA_SUMMARY}, verdict=ANCHOR_VERDICT)
         # a rate row carries its own machine's flag (table.rows keeps the report's order of rate points)
         rows += [{**r, "row": "rate", **meta, "warning": _join(b, machine.get(rr.index, ""))}
                  for r, rr in zip(rates, rep.rates)]
-        rows.append({**summary_row(rep, rates, table_summary), **meta})
+        rows.append({**summary, **meta})
     cols = ["proponent", "codec", "row"] + [c for c in RATE_COLUMNS if c not in ("proponent", "codec")]
     cols += SUMMARY_COLUMNS + META_COLUMNS
     df = pd.DataFrame(rows, columns=cols)
@@ -368,6 +382,11 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
     (Without the frame's `attrs`: the callers read those from the frame they were given.)"""
     df = _bare(df)
     out = df.astype(object).where(df.notna(), None)
+    anchor = out["anchor"].fillna("").astype(bool) if "anchor" in out.columns else pd.Series(False, index=out.index)
+    for kind, cols in (("rate", ANCHOR_NA_RATE), ("summary", ANCHOR_NA_SUMMARY)):
+        mask = (out["row"] == kind) & anchor
+        for c in cols:
+            out.loc[mask & out[c].isna(), c] = NOT_APPLICABLE
     for kind, cols in METRIC_COLUMNS.items():
         mask = out["row"] == kind
         for c in cols:
@@ -387,7 +406,7 @@ def _shown(r, c: str) -> str:
     """A cell as the text tables show it: kMAC/px of an incomplete count as a lower bound."""
     v = r[c]
     if c.startswith("kmac_px") and _is_false(r.get("count_complete")) and _num(v) is not None \
-            and not table.is_not_measured(v) and v != "":
+            and isinstance(v, (int, float)) and not isinstance(v, bool):
         return table.fmt(table.AtLeast(v), c)
     return table.fmt(v, c)
 

@@ -619,6 +619,25 @@ class _SlotBroker:
                 for u in self.uses]
 
 
+def _run_all(one: Callable[[int], None], todo: list[int], jobs: int, cancel: threading.Event) -> None:
+    """`one(idx)` for every rate point, `jobs` at a time (threads: each waits on its worker process)."""
+    if jobs == 1:
+        for idx in todo:
+            one(idx)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="jpegai-rate")
+    try:
+        for fut in [pool.submit(one, idx) for idx in todo]:
+            fut.result()
+    except BaseException:
+        cancel.set()        # every running worker's tree is killed (run_limited), none is started
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _locked(progress: Progress, lock: threading.Lock) -> Progress:
     """`progress` called under `lock`: rate points running at once report through one display."""
     def call(kind: str, info: dict) -> None:
@@ -971,7 +990,7 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
             progress("rate", {"rate": rate.target_bpp})
             # The finished rate points' networks and counts, so a worker running the same networks takes
             # their resolution counts and cross-check instead of repeating them (counting/reuse.py).
-            extra = {**((job_extra or {}).get(idx) or {}), "earlier": earlier_entries(rates)}
+            extra = {**((job_extra or {}).get(idx) or {}), "earlier": earlier_entries(rates), "share_dir": share}
         result = run_rate(sub, idx, cond, devices, _locked(progress, lock), seed=seed, job_extra=extra,
                           slots=slots, cancel=cancel)
         with lock:
@@ -980,6 +999,10 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
             write_report(state["report"], path)
             progress("rate_done", {"rate": rate.target_bpp, "status": result.status})
 
+    # Rate points running at once publish their resolution counts and cross-check here, for those running
+    # the same networks (worker._sharing): shared as with the finished ones' `earlier`.
+    share_dir = tempfile.TemporaryDirectory(prefix="jpegai-share-")
+    share = share_dir.name
     todo = []
     for idx in rate_indices:
         if idx in done:
@@ -987,22 +1010,12 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
             progress("rate_done", {"rate": rate.target_bpp, "status": "ok", "resumed": True})
         else:
             todo.append(idx)
-    if jobs == 1:
-        for idx in todo:
-            one(idx)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="jpegai-rate")
-        try:
-            for fut in [pool.submit(one, idx) for idx in todo]:
-                fut.result()
-        except BaseException:
-            cancel.set()        # every running worker's tree is killed (run_limited), none is started
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    try:
+        _run_all(one, todo, jobs, cancel)
+    finally:
+        share_dir.cleanup()
     report = state["report"]
+
     report = _with_rates(report, rates, state="complete")
     write_report(report, path)
     return report

@@ -136,3 +136,43 @@ def test_an_anchor_without_counted_resolutions_is_not_flagged_but_other_conditio
     write_report(a.model_copy(update={"conditions": cond}), path)
     warns = aggregate([reports]).attrs["warnings"]
     assert list(warns) == [str(path)] and "target_rates" in warns[str(path)]
+
+
+def test_an_anchor_row_of_the_aggregate_has_complexity_not_applicable(tmp_path):
+    """Anchors are rows for their rates and quality; their complexity is *not applicable* (never 0 kMAC/px
+    in the plots, never "not measured"), their verdict `anchor`."""
+    import math
+
+    df = aggregate([_write_reports(tmp_path)])
+    anchor = df[df["codec"] == "JPEG2000"]
+    summary = anchor[anchor["row"] == "summary"].iloc[0]
+    assert summary["verdict"] == "anchor" and summary["anchor"] == "Kakadu (JPEG 2000)"
+    assert math.isnan(summary["kmac_px_decoder_worst"])
+    rates = anchor[anchor["row"] == "rate"]
+    assert len(rates) and all(math.isnan(v) for v in rates["kmac_px_decoder"])
+    assert all(v > 0 for v in rates["bpp"])                                # its rates stay
+    measured = df[(df["codec"] == "testnet") & (df["row"] == "summary")].iloc[0]
+    assert measured["verdict"] != "anchor" and measured["anchor"] == ""
+    md = aggregate_md(df)
+    line = next(x for x in md.splitlines() if x.startswith("| ") and "| JPEG2000 | not applicable" in x)
+    assert "not measured" not in line and line.rstrip(" |").endswith("anchor")
+
+
+def test_a_mean_over_some_of_the_pictures_says_over_how_many():
+    """Picture b's PSNR-Y is undefined at one rate point: its mean is over 1 of the 2 pictures, and every
+    view says so beside the number; a mean over every picture carries no mark."""
+    test = _report(0.8, "testnet")
+    rates = list(test.rates)
+    r0 = rates[0]
+    pics = [p if p.name != "b" else p.model_copy(update={"quality": {**p.quality, "psnr_y": None}}) for p in r0.images]
+    rates[0] = r0.model_copy(update={"images": pics})
+    compared = with_bd_rates(test.model_copy(update={"rates": rates}), [("a/report.json", _anchor())])
+    md = markdown.render(compared)
+    row = next(line for line in md.splitlines() if line.startswith("| JPEG2000")).split(" | ")
+    header = next(line for line in md.splitlines() if line.startswith("| anchor |")).split(" | ")
+    assert row[header.index("PSNR-Y")] == "-20.00 % (1/2)"
+    assert row[header.index("PSNR-RGB")] == "-20.00 %"
+    buf = io.StringIO()
+    console_render.render(compared, Console(file=buf, width=250))
+    assert "-20.00 % (1/2)" in buf.getvalue()
+    assert "-20.00 % (1/2)" in html.render(compared)

@@ -120,6 +120,15 @@ def test_two_rate_points_at_once_time_alone_on_their_slot_and_give_the_serial_re
         assert r.worker.cpus == list(pool.untimed_cores)
     assert any(other.target_bpp in (h.beside or []) for r, other in zip(report.rates, reversed(report.rates))
                for h in r.worker.slots)
+    # No work twice at once: the two rate points run the same networks with the same real counts, so the
+    # one that reached its resolutions second waited for the first and took its counts and cross-check.
+    shared = [r for r in report.rates if all(p.measured_on for e in r.resolutions for p in e.parts.values())]
+    assert len(shared) == 1, [[p.method for e in r.resolutions for p in e.parts.values()] for r in report.rates]
+    (taker,) = shared
+    (giver,) = [r for r in report.rates if r is not taker]
+    assert {p.measured_on.target_bpp for e in taker.resolutions for p in e.parts.values()} == {giver.target_bpp}
+    assert [e.decoder.macs for e in taker.resolutions] == [e.decoder.macs for e in giver.resolutions]
+    assert taker.crosscheck.decoder.measured_on.target_bpp == giver.target_bpp
     # Identical to the serial run: counts, parameters, bitstreams, decoded pictures.
     serial = runner.profile(sub, cond, tmp_path / "jobs1", [0, 1], ["cpu"], jobs=1, slots=LocalSlotPool(1, 1))
     for p, s in zip(report.rates, serial.rates):

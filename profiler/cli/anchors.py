@@ -1,4 +1,5 @@
-"""`jpegai-profile anchors [--images …] [--out reports/anchors/] [--only jpeg,jpeg2000,hevc]`.
+"""`jpegai-profile anchors [--images …] [--out reports/anchors/] [--only jpeg,jpeg2000,hevc]`, and
+`jpegai-profile anchors --bitstreams DIR --name NAME --substitute-for ANCHOR [--decoded DIR] [--originals …]`.
 
 Profiles the bundled anchors (submissions/jpeg, jpeg2000, hevc: open programs through the command adapter,
 each a *substitute* for the test conditions' anchor) into one report each, `OUT/<name>/report.json`, in
@@ -6,6 +7,11 @@ the report schema, marked as an anchor's (`Report.anchor`; complexity *not appli
 every comparison: `jpegai-profile SUBMISSION --anchors OUT` adds the submission's BD-rates against them.
 A program of your own (HM, VTM, Kakadu) wrapped as a command submission enters with
 `--submission DIR --substitute-for NAME`.
+
+An official anchor's delivery (its bitstreams, and decoded pictures where delivered, in the evaluator's
+layout of `verify`) enters with `--bitstreams DIR --name NAME --substitute-for ANCHOR`: no program is run,
+the rates come from the bitstreams' sizes and the metrics from the decoded pictures against the originals
+(profiler/anchor_delivery.py); the report is `OUT/<name>/report.json`, reused by `--anchors` as any other.
 
 Timing is not what an anchor is for: one warm-up and one timed run per picture (override with --repeats),
 and no counted resolutions.
@@ -47,10 +53,18 @@ def parser() -> ArgParser:
     p.add_argument("--only", type=str, default=None, help=f"comma-separated subset of {', '.join(BUNDLED)}")
     p.add_argument("--submission", type=Path, default=None, metavar="DIR",
                    help="an anchor program of your own (a command submission) instead of the bundled ones")
+    p.add_argument("--bitstreams", type=Path, default=None, metavar="DIR",
+                   help="an anchor delivery, DIR/<target>/<stem>.bin (and .png): read it, run no program")
+    p.add_argument("--decoded", type=Path, default=None, metavar="DIR",
+                   help="with --bitstreams: DIR/<target>/<stem>.png, the delivered decoded pictures "
+                        "(default: beside the bitstreams)")
+    p.add_argument("--name", type=str, default=None,
+                   help="with --bitstreams: the anchor's name (its report's codec, and its folder under --out)")
     p.add_argument("--substitute-for", type=str, default=None, metavar="NAME",
-                   help="with --submission: the test conditions' anchor it is (or stands in for)")
+                   help="with --submission or --bitstreams: the test conditions' anchor it is (or stands in for)")
     p.add_argument("--config", type=Path, default=None, help="test conditions (default: the shipped profile.toml)")
-    p.add_argument("--images", type=str, default=None, help="'builtin' or a directory of PNG files")
+    p.add_argument("--images", "--originals", type=str, default=None, dest="images",
+                   help="'builtin' or a directory of PNG files (with --bitstreams: the originals, ORIGINALS/<stem>.png)")
     p.add_argument("--rates", type=str, default=None, help="only these target rates, e.g. 0.25,0.5")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per image (default 1)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="wall-clock limit per rate point's worker")
@@ -67,7 +81,7 @@ def plan(args) -> list[tuple[Path, dict]]:
             raise InputError("command line", "--substitute-for", "is needed with --submission (which anchor it is)")
         return [(args.submission, {"substitute_for": args.substitute_for, "program": str(args.submission)})]
     if args.substitute_for:
-        raise InputError("command line", "--substitute-for", "only goes with --submission")
+        raise InputError("command line", "--substitute-for", "only goes with --submission or --bitstreams")
     names = list(BUNDLED)
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -86,6 +100,57 @@ def mark_anchor(report, info: dict):
     return report.model_copy(update={"anchor": AnchorInfo(**info), "not_measured": nm})
 
 
+def check_delivery_options(args) -> None:
+    """--bitstreams needs --name and --substitute-for, and goes with none of the program options."""
+    if args.bitstreams is None:
+        for opt, v in (("--decoded", args.decoded), ("--name", args.name)):
+            if v is not None:
+                raise InputError("command line", opt, "only goes with --bitstreams")
+        return
+    for opt, v in (("--submission", args.submission), ("--only", args.only)):
+        if v is not None:
+            raise InputError("command line", opt, "does not go with --bitstreams (a delivery runs no program)")
+    if not args.name or not args.name.strip():
+        raise InputError("command line", "--name", "is needed with --bitstreams (the anchor's name)")
+    if not args.substitute_for:
+        raise InputError("command line", "--substitute-for", "is needed with --bitstreams (which anchor it is)")
+
+
+def run_delivery(args) -> int:
+    """`--bitstreams`: the delivery read into one anchor report, no program run."""
+    from rich.markup import escape
+
+    from ..anchor_delivery import delivery_report
+    from ..conditions import load_conditions
+    from ..images import check_images
+    from ..outdir import prepare_out
+    from ..render import write_all
+    from ..submission import slug
+    from .profile import _rates
+
+    cond = apply_overrides(load_conditions(args.config), images=args.images)
+    check_images(cond.images, cond.source)
+    rates = _rates(args.rates) if args.rates else None
+    for opt, folder in (("--bitstreams", args.bitstreams), ("--decoded", args.decoded)):
+        if folder is not None and not folder.is_dir():       # before --out is created
+            raise InputError(folder, opt, "folder not found")
+    out_dir = args.out / slug(args.name)
+    out = console()
+    with prepare_out(out_dir, args.bitstreams, args.name, explicit=True, resume=False):
+        report = delivery_report(args.bitstreams, args.decoded, cond, args.name.strip(), args.substitute_for,
+                                 rates=rates)
+        write_all(report, out_dir)
+    out.print(f"anchor {escape(report.submission.codec)} ({escape(args.substitute_for)}), from the delivery "
+              f"{escape(str(args.bitstreams))}: {len(report.rates)} rate points, no program run", highlight=False)
+    for r in report.rates:
+        mean = sum(p.bpp for p in r.images) / max(1, len(r.images))
+        decoded = sum(1 for p in r.images if p.quality)
+        out.print(f"  {r.target_bpp:g} bpp: mean {mean:.4f} bpp, decoded pictures {decoded}/{len(r.images)}",
+                  highlight=False)
+    out.print(f"wrote {escape(str(out_dir / 'report.json'))}", highlight=False)
+    return EXIT_OK
+
+
 def run(args) -> int:
     import dataclasses
 
@@ -100,6 +165,9 @@ def run(args) -> int:
     from ..submission import load_submission, slug
     from .profile import select_rates
 
+    check_delivery_options(args)
+    if args.bitstreams is not None:
+        return run_delivery(args)
     todo = plan(args)
     cond = apply_overrides(load_conditions(args.config), repeats=args.repeats, warmup=1, images=args.images,
                            timeout=args.timeout)

@@ -28,15 +28,25 @@ def columns(report: Report) -> list[str]:
 
 
 def rows(report: Report) -> list[dict]:
-    """One row per anchor: the mean BD-rate over pictures of each metric, then AVG BD."""
+    """One row per anchor: the mean BD-rate over pictures of each metric, then AVG BD. `used` holds, per
+    metric, (pictures the mean is over, pictures compared)."""
     out = []
     for c in report.bd_rates:
-        row = {"anchor": _anchor_label(c)}
+        row = {"anchor": _anchor_label(c), "used": {}}
         for m in c.metrics:
             row[m.metric] = m.mean_percent
+            row["used"][m.metric] = (m.pictures_used, len(m.pictures))
         row[AVG] = c.avg_percent
         out.append(row)
     return out
+
+
+def cell(row: dict, metric: str) -> str:
+    """A mean BD-rate as the tables show it; a mean over only some of the pictures says over how many
+    (`+9.27 % (3/4)`: the other pictures' reasons are listed below the table)."""
+    used, of = row.get("used", {}).get(metric, (0, 0))
+    v = row.get(metric)
+    return pct(v) + (f" ({used}/{of})" if v is not None and used < of else "")
 
 
 def _anchor_label(c: BdComparison) -> str:
@@ -75,7 +85,7 @@ def rate_ranges(report: Report) -> list[str]:
 
 
 FORM_NOTE = ("BD-rate: bjontegaard pchip (as the JPEG AI scripts), negative = fewer bits than the anchor at the "
-             "same quality; mean over pictures; AVG BD = mean over MS-SSIM, IW-SSIM, VMAF, VIFP, PSNR-HVS-M, "
+             "same quality; mean over pictures ((n/N): over n of the N pictures, the others not computed); AVG BD = mean over MS-SSIM, IW-SSIM, VMAF, VIFP, PSNR-HVS-M, "
              "NLPD, FSIM. MS-SSIM and IW-SSIM enter in dB (−10·log10(1 − v)), NLPD negated; n/c = not computed")
 
 
@@ -90,7 +100,7 @@ def render_console(report: Report, console) -> None:
     for c in cols + [AVG]:
         t.add_column(NAMES.get(c, c), justify="right")
     for row in rows(report):
-        t.add_row(markup(row["anchor"]), *[pct(row.get(c)) for c in cols + [AVG]])
+        t.add_row(markup(row["anchor"]), *[cell(row, c) for c in cols + [AVG]])
     console.print(t)
     console.print(markup(FORM_NOTE), highlight=False)
     for line in rate_ranges(report) + not_computed(report):
@@ -105,7 +115,7 @@ def markdown_lines(report: Report) -> list[str]:
              "| anchor | " + " | ".join(NAMES.get(c, c) for c in cols) + f" | {AVG} |",
              "|" + "---|" * (len(cols) + 2)]
     for row in rows(report):
-        lines.append(f"| {markdown_cell(row['anchor'])} | " + " | ".join(pct(row.get(c)) for c in cols + [AVG]) + " |")
+        lines.append(f"| {markdown_cell(row['anchor'])} | " + " | ".join(cell(row, c) for c in cols + [AVG]) + " |")
     lines += ["", markdown_text(FORM_NOTE) + "."]
     lines += [f"- {markdown_text(x)}" for x in rate_ranges(report) + not_computed(report)]
     return lines
@@ -122,7 +132,7 @@ def html_section(report: Report) -> str:
              f"<th>{AVG}</th></tr>"]
     for row in rows(report):
         parts.append(f"<tr><td>{escape(row['anchor'])}</td>" +
-                     "".join(f"<td class=num>{escape(pct(row.get(c)))}</td>" for c in cols + [AVG]) + "</tr>")
+                     "".join(f"<td class=num>{escape(cell(row, c))}</td>" for c in cols + [AVG]) + "</tr>")
     parts.append("</table>")
     for c in report.bd_rates:
         pictures = sorted({n for m in c.metrics for n in m.pictures})

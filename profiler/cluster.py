@@ -23,7 +23,9 @@ at the same path on every worker. Before any run, every worker connected hashes 
 `submission.files_fingerprint`) and must find the client's digests, and must run the same suite (the
 files of this package); each task checks the submission again before its run, for a worker that joined
 later. The client writes the report after every rate point, as the serial runner does, so `--resume`
-works the same on a cluster.
+works the same on a cluster. Where every worker is on the client's host (a LocalCluster), rate points
+running at once with the same networks share their resolution counts and cross-check through a folder as
+`runner.profile`'s do; across machines each counts its own (the same counts, more time).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import contextlib
 import json
 import queue
 import socket
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -166,12 +169,16 @@ def _expected(sub: Submission, cond: TestConditions) -> dict[str, str]:
 
 
 def _rate_task(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str], seed: int,
-               job_extra: dict | None, expected: dict[str, str], topic: str) -> str:
+               job_extra: dict | None, expected: dict[str, str], topic: str, share_host: str | None = None) -> str:
     """One rate point, in a Dask worker: the shared files checked, then `run_rate` with this host's timing
-    slots; its progress events go to the client as Dask events on `topic`. The RateResult as JSON."""
+    slots; its progress events go to the client as Dask events on `topic`. The RateResult as JSON.
+    `job_extra["share_dir"]` (counts shared by rate points running at once, worker._sharing) is a folder of
+    `share_host`: kept only on that host."""
     from distributed import get_worker
 
     worker = get_worker()
+    if job_extra and job_extra.get("share_dir") and socket.gethostname() != share_host:
+        job_extra = {k: v for k, v in job_extra.items() if k != "share_dir"}
     rate = next(r for r in sub.rates if r.index == rate_index)
 
     def progress(kind: str, info: dict) -> None:
@@ -256,13 +263,21 @@ def profile_on(client, sub: Submission, cond: TestConditions, out_dir: Path, rat
     events: queue.Queue = queue.Queue()
     client.subscribe_topic(topic, lambda event: events.put(event[1]))
     earlier = earlier_entries(rates)       # the finished (resumed) rate points' counts, for every task
+    # Where every worker is on this host (a LocalCluster), rate points running at once with the same
+    # networks share their resolution counts and cross-check through a folder, as `runner.profile`'s do
+    # (a file lock per network pair: not across machines).
+    here = socket.gethostname()
+    share = (tempfile.TemporaryDirectory(prefix="jpegai-share-")
+             if set(client.run(socket.gethostname).values()) == {here} else None)
     starts: dict[int, list[dict]] = {i: [] for i in todo}
     futures = {}
     try:
         for idx in todo:
-            extra = {**((job_extra or {}).get(idx) or {}), "earlier": earlier}
-            futures[client.submit(_rate_task, sub, idx, cond, devices, seed, extra, expected, topic, pure=False,
-                                  retries=RETRIES, key=f"jpegai-rate-{targets[idx]:g}-{uuid.uuid4().hex[:8]}")] = idx
+            extra = {**((job_extra or {}).get(idx) or {}), "earlier": earlier,
+                     **({"share_dir": share.name} if share is not None else {})}
+            futures[client.submit(_rate_task, sub, idx, cond, devices, seed, extra, expected, topic, here,
+                                  pure=False, retries=RETRIES,
+                                  key=f"jpegai-rate-{targets[idx]:g}-{uuid.uuid4().hex[:8]}")] = idx
         pending = dict(futures)
 
         def drain() -> None:
@@ -310,6 +325,8 @@ def profile_on(client, sub: Submission, cond: TestConditions, out_dir: Path, rat
     finally:
         with contextlib.suppress(Exception):
             client.unsubscribe_topic(topic)
+        if share is not None:
+            share.cleanup()
     report = _with_rates(report, rates, state="complete")
     write_report(report, path)
     return report

@@ -76,3 +76,27 @@ def test_serial_batch_profiles_both_into_one_tree_and_aggregates(tmp_path):
     # sleepy's decode sleeps 200 ms: its row's decode time reads at least that (a real run, not a copy)
     sleepy = next(r for r in rows if r["row"] == "rate" and r["codec"] == "sleepy")
     assert float(sleepy["dec_cpu_s"]) >= 0.2
+
+
+@pytest.mark.slow
+def test_batch_verify_checks_each_delivery_and_aggregates(tmp_path):
+    """The tiny codec's own delivery (`--write-bitstreams`), verified through batch's layout."""
+    cfg = tmp_path / "profile.toml"
+    cfg.write_text(SMOKE_CONFIG)
+    made = run_cli(str(CODECS / "tiny"), "--config", str(cfg), "--device", "cpu", "--out", str(tmp_path / "made"),
+                   "--write-bitstreams", str(tmp_path / "deliveries" / "tiny"))
+    assert made.returncode == 0, made.stderr[-3000:]
+    proc = run_cli("batch", str(CODECS / "tiny"), "--verify", str(tmp_path / "deliveries"), "--originals", "builtin",
+                   "--config", str(cfg), "--device", "cpu", "--out", str(tmp_path / "reports"))
+    # exit 1: the tiny codec has 2 of the 9 mandatory rates (rates.mandatory, bitstreams.complete fail)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from profiler.model.io import read_report
+
+    report = read_report(tmp_path / "reports" / "tiny" / "verify" / "report.json")
+    items = [i for r in report.rates for i in r.verification]
+    assert len(items) == 2 and report.verification is not None      # chelsea at both rate points
+    failed = [r.id for r in report.compliance.rules if r.status == "fail" and r.level == "mandatory"]
+    assert sorted(failed) == ["bitstreams.complete", "rates.mandatory"]
+    assert next(r for r in report.compliance.rules if r.id == "decoded.match").status == "pass"
+    rows = list(csv.DictReader((tmp_path / "reports" / "aggregate" / "aggregate.csv").open()))
+    assert [r["codec"] for r in rows if r["row"] == "summary"] == ["tiny"]

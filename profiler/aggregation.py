@@ -8,7 +8,11 @@ aggregate.md/.html and aggregate_tasks.csv): task × rate point × anchor, as re
 
 Reports are never mixed silently: a report whose schema major version this tool cannot read is refused
 (InputError, exit 2), and a report made under different test conditions than the others is kept but
-flagged in the `warning` column, which names each differing condition. A report of a run that did not
+flagged in the `warning` column, which names each differing condition. Each rate point is also compared on the
+machine it was timed on (`derive.timing_machine`: CPU model, torch build, torch threads; its own host
+where the report records one, else the report's environment) against what most timed rate points of all
+reports ran on: a row measured elsewhere is flagged in `warning`, naming the difference, and so is its
+report's summary row. A report of a run that did not
 finish is flagged the same way (`complete` false, the missing rate points named in `warning`), or left
 out with `complete_only`. A malformed report is one InputError naming the file, never a traceback.
 
@@ -66,17 +70,18 @@ def _rates_text(rates: list[float]) -> str:
     return " ".join(f"{t:g}" for t in rates)
 
 
-def rate_frame(report: Report, path: str = "") -> pd.DataFrame:
+def rate_frame(report: Report, path: str = "", figures: tuple[list[dict], dict] | None = None) -> pd.DataFrame:
     """The standard table of one report as a DataFrame; not-measured figures are NaN.
 
     `attrs`: the summary (over the rate points measured), the verdict, why figures are missing, and
     whether the run finished (`complete`; `missing_rates`: planned rate points it has no result for).
     """
-    rows = [{k: _none_if_nm(v) for k, v in r.items()} for r in table.rows(report)]
+    table_rows, table_summary = figures or (table.rows(report), table.summary(report))
+    rows = [{k: _none_if_nm(v) for k, v in r.items()} for r in table_rows]
     df = pd.DataFrame(rows, columns=RATE_COLUMNS)
     for c in NUMERIC_RATE_COLUMNS:   # NaN, not None, where not measured: numeric columns for notebooks
         df[c] = pd.to_numeric(df[c].astype(object).where(df[c].notna(), float("nan")))
-    df.attrs["summary"] = {k: _none_if_nm(v) for k, v in table.summary(report).items()}
+    df.attrs["summary"] = {k: _none_if_nm(v) for k, v in table_summary.items()}
     df.attrs["summary_count_complete"] = table.summary_counts_complete(report)
     df.attrs["verdict"] = table.compliance_view(report)[0]
     df.attrs["not_measured"] = table.not_measured_reasons(report)
@@ -91,15 +96,20 @@ def rate_frame(report: Report, path: str = "") -> pd.DataFrame:
 
 def read(path: str | Path) -> Report:
     """One report file → Report; anything malformed is one InputError naming the file."""
+    return _read(path)[0]
+
+
+def _read(path: str | Path) -> tuple[Report, tuple[list[dict], dict]]:
+    """`read`, and the report's standard table and summary (made to check it; kept, not made again)."""
     try:
         report = read_report(path)
         # what the schema lets through but the figures cannot be made from (a picture without counts)
-        table.rows(report), table.summary(report)
+        figures = table.rows(report), table.summary(report)
     except InputError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
         raise InputError(path, None, f"not a readable report ({type(exc).__name__}: {exc})") from None
-    return report
+    return report, figures
 
 
 def load_report(path: str | Path) -> pd.DataFrame:
@@ -186,6 +196,37 @@ def condition_warnings(reports: list[Report]) -> list[str]:
     return out
 
 
+ENVIRONMENT_LABELS = {"cpu_model": "CPU model", "torch_build": "torch build", "threads": "threads"}
+
+
+def environment_warnings(reports: list[Report]) -> list[dict[int, str]]:
+    """Per report, rate index → why that rate point's timings were measured on another machine than most
+    ('' or absent when not): each of CPU model, torch build and threads (derive.timing_machine) whose
+    value differs from the one most timed rate points of all reports have (the first seen on a tie).
+    Only rate points that were timed (status ok) of reports that are not an anchor's are compared; a value
+    a report does not record (an older report) is not compared."""
+    timed = [(i, r, derive.timing_machine(rep, r)) for i, rep in enumerate(reports) if rep.anchor is None
+             for r in rep.rates if r.ok]
+    ref = {}
+    for key in ENVIRONMENT_LABELS:
+        values = [m[key] for _, _, m in timed if m[key] is not None]
+        if values:
+            counts = Counter(values)
+            best = max(counts.values())
+            ref[key] = next(v for v in values if counts[v] == best)
+    out: list[dict[int, str]] = [{} for _ in reports]
+    for i, r, m in timed:
+        diffs = [f"{label} {m[k]} (others {ref[k]})" for k, label in ENVIRONMENT_LABELS.items()
+                 if k in ref and m[k] is not None and m[k] != ref[k]]
+        if diffs:
+            out[i][r.index] = "measured on another machine: " + ", ".join(diffs)
+    return out
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
 def _median(vals: list) -> float | None:
     vals = [v for v in vals if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))]
     return statistics.median(vals) if vals else None
@@ -196,45 +237,61 @@ def _max(vals: list) -> float | None:
     return max(vals) if vals else None
 
 
-def summary_row(report: Report, rates: pd.DataFrame) -> dict:
-    s = table.summary(report)
-    ok = rates[rates["status"] == "ok"]
+def summary_row(report: Report, rates: list[dict], s: dict | None = None) -> dict:
+    """The summary row of one report; `rates` are its rate rows (column → value, None where not measured)."""
+    s = table.summary(report) if s is None else s
+    ok = [r for r in rates if r["status"] == "ok"]
     prec = report.submission.precision
+
+    def col(c: str) -> list:
+        return [r[c] for r in ok]
+
     return {
         "proponent": report.submission.proponent, "codec": report.submission.codec, "row": "summary",
         "count_complete": table.summary_counts_complete(report),
         **{k: _none_if_nm(s[k]) for k in table.SUMMARY_KEYS},
-        "median_enc_cpu_s": _median(list(ok["enc_cpu_s"])), "median_dec_cpu_s": _median(list(ok["dec_cpu_s"])),
-        "median_enc_gpu_s": _median(list(ok["enc_gpu_s"])), "median_dec_gpu_s": _median(list(ok["dec_gpu_s"])),
-        "gpu_mem_peak_mib": _max(list(ok["gpu_mem_enc_mib"]) + list(ok["gpu_mem_dec_mib"])),
+        "median_enc_cpu_s": _median(col("enc_cpu_s")), "median_dec_cpu_s": _median(col("dec_cpu_s")),
+        "median_enc_gpu_s": _median(col("enc_gpu_s")), "median_dec_gpu_s": _median(col("dec_gpu_s")),
+        "gpu_mem_peak_mib": _max(col("gpu_mem_enc_mib") + col("gpu_mem_dec_mib")),
         "precision": f"enc {prec.get('encoder', '?')} / dec {prec.get('decoder', '?')}",
         "verdict": table.compliance_view(report)[0],
     }
 
 
-def aggregate_reports(reports: list[Report], paths: list[str]) -> pd.DataFrame:
-    warnings = condition_warnings(reports)
-    frames = []
-    for rep, path, warn in zip(reports, paths, warnings):
-        rates = rate_frame(rep, path)
+def aggregate_reports(reports: list[Report], paths: list[str],
+                      figures: list[tuple[list[dict], dict]] | None = None) -> pd.DataFrame:
+    """One frame of every report's rate rows and summary row. `figures`: each report's standard table and
+    summary where already made (`_read`). The rows are collected as dicts and made one frame at the end
+    (a frame per report costs more than its figures)."""
+    machines = environment_warnings(reports)
+    # per report: its conditions against the others', its own rate points timed on different machines
+    base = [_join(w, "; ".join(derive.mixed_hosts(rep)) if rep.anchor is None else "")
+            for rep, w in zip(reports, condition_warnings(reports))]
+    warnings = []
+    for rep, b, machine in zip(reports, base, machines):
+        flagged = [r for r in rep.rates if r.index in machine]
+        warnings.append(_join(b, *[f"rate point {r.target_bpp:g} bpp {machine[r.index]}" for r in flagged]))
+    rows = []
+    for i, (rep, path, warn, b, machine) in enumerate(zip(reports, paths, warnings, base, machines)):
+        table_rows, table_summary = figures[i] if figures is not None else (table.rows(rep), table.summary(rep))
+        rates = [{c: _none_if_nm(r[c]) for c in RATE_COLUMNS} for r in table_rows]
         meta = {"schema_version": rep.schema_version, "conditions": rep.conditions.name,
                 "complete": derive.is_complete(rep), "missing_rates": _rates_text(derive.missing_rates(rep)),
                 "anchor": rep.anchor.substitute_for if rep.anchor is not None else "",
                 "warning": warn, "report": path}
-        summary = summary_row(rep, rates)
-        if rep.anchor is not None:
-            rates = rates.assign(**{c: float("nan") for c in ANCHOR_NA_RATE if c in rates.columns})
+        summary = summary_row(rep, rates, table_summary)
+        if rep.anchor is not None:     # an anchor's complexity does not apply: NaN, never "not measured"
+            rates = [{**r, **{c: float("nan") for c in ANCHOR_NA_RATE if c in r}} for r in rates]
             summary.update({c: None for c in ANCHOR_NA_SUMMARY}, verdict=ANCHOR_VERDICT)
-        rate_rows = rates.assign(row="rate", **meta)
-        frames.append(rate_rows)
-        frames.append(pd.DataFrame([{**summary, **meta}]))
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        # a rate row carries its own machine's flag (table.rows keeps the report's order of rate points)
+        rows += [{**r, "row": "rate", **meta, "warning": _join(b, machine.get(rr.index, ""))}
+                 for r, rr in zip(rates, rep.rates)]
+        rows.append({**summary, **meta})
     cols = ["proponent", "codec", "row"] + [c for c in RATE_COLUMNS if c not in ("proponent", "codec")]
     cols += SUMMARY_COLUMNS + META_COLUMNS
-    for c in cols:
-        if c not in df.columns:
-            df[c] = None
-    df = df[cols]
+    df = pd.DataFrame(rows, columns=cols)
+    for c in NUMERIC_RATE_COLUMNS:   # NaN, not None, where not measured (as rate_frame)
+        df[c] = pd.to_numeric(df[c].astype(object).where(df[c].notna(), float("nan")))
     for c in SUMMARY_COLUMNS:
         if c not in ("precision", "verdict") + tuple(INT_COLUMNS):
             df[c] = pd.to_numeric(df[c].astype(object).where(df[c].notna(), float("nan")))
@@ -291,16 +348,17 @@ def aggregate(paths: list[str | Path], complete_only: bool = False) -> pd.DataFr
     and when `complete_only` leaves nothing.
     """
     files = find_reports(list(paths))
-    reports = [read(p) for p in files]
+    read_in = [_read(p) for p in files]
+    reports, figures = [r for r, _ in read_in], [f for _, f in read_in]
     left_out = {}
     if complete_only:
-        kept = [(r, p) for r, p in zip(reports, files) if derive.is_complete(r)]
+        kept = [(r, p, f) for r, p, f in zip(reports, files, figures) if derive.is_complete(r)]
         left_out = {str(p): unfinished_warning(r) for r, p in zip(reports, files) if not derive.is_complete(r)}
         if not kept:
             raise InputError(", ".join(str(p) for p in paths), "--complete-only",
                              f"none of the {len(files)} reports is of a finished run")
-        reports, files = [r for r, _ in kept], [p for _, p in kept]
-    df = aggregate_reports(reports, [str(p) for p in files])
+        reports, files, figures = [r for r, _, _ in kept], [p for _, p, _ in kept], [f for _, _, f in kept]
+    df = aggregate_reports(reports, [str(p) for p in files], figures)
     df.attrs["left_out"] = left_out
     return df
 
@@ -311,8 +369,18 @@ METRIC_COLUMNS = {"rate": [c for c in RATE_COLUMNS if c not in ("proponent", "co
                   "summary": SUMMARY_COLUMNS}
 
 
+def _bare(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame without its `attrs`: pandas deep-copies them on every operation (iterrows, where, a
+    selection), which for a hundred reports' task and performance rows cost seconds per output file."""
+    out = df.copy(deep=False)
+    out.attrs = {}
+    return out
+
+
 def display_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """For the files: 'not measured' where a figure of that row kind is missing, '' where it does not apply."""
+    """For the files: 'not measured' where a figure of that row kind is missing, '' where it does not apply.
+    (Without the frame's `attrs`: the callers read those from the frame they were given.)"""
+    df = _bare(df)
     out = df.astype(object).where(df.notna(), None)
     anchor = out["anchor"].fillna("").astype(bool) if "anchor" in out.columns else pd.Series(False, index=out.index)
     for kind, cols in (("rate", ANCHOR_NA_RATE), ("summary", ANCHOR_NA_SUMMARY)):
@@ -441,6 +509,8 @@ def _label(r) -> str:
 
 def aggregate_plots(df: pd.DataFrame) -> list[tuple[str, str]]:
     from .render import plots
+
+    df = _bare(df)
 
     rates = df[(df["row"] == "rate") & (df["status"] == "ok")]
     summ = df[df["row"] == "summary"]

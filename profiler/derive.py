@@ -217,6 +217,52 @@ def is_complete(report: Report) -> bool:
     return report.run.state == "complete" and not missing_rates(report)
 
 
+# -- the machines the rate points were timed on ----------------------------------------------------------
+
+def torch_build_text(torch: str | None, git: str | None, variant: str | None) -> str | None:
+    """`2.14.1+cpu (git 1a2b3c4, CPU)`: a torch build as the notes name it (None when unknown)."""
+    if torch is None:
+        return None
+    extra = ", ".join(x for x in ((f"git {git[:7]}" if git else None), variant) if x)
+    return f"{torch} ({extra})" if extra else torch
+
+
+def timing_machine(report: Report, r: RateResult) -> dict[str, str | None]:
+    """What one rate point's timings depend on: `host`, `cpu_model`, `torch_build` (torch_build_text) and
+    `threads` (torch threads of its timed calls). From the rate point's own `host` where recorded (its
+    worker's machine, a cluster node), else from the report's environment (an older report: one machine)."""
+    env = report.environment
+    h = r.host
+    if h is not None:
+        machine = {"host": h.hostname, "cpu_model": h.cpu_model,
+                   "torch_build": torch_build_text(h.torch, h.torch_git, h.torch_variant)}
+    else:
+        tb = env.torch_build
+        machine = {"host": None, "cpu_model": env.cpu_model,
+                   "torch_build": torch_build_text(env.torch, tb.git if tb else None, tb.variant if tb else None)}
+    threads = r.threads or r.environment.torch_threads or env.threads_configured
+    return {**machine, "threads": None if threads is None else str(threads)}
+
+
+MACHINE_KEYS = {"cpu_model": "CPU model", "torch_build": "torch build"}
+
+
+def mixed_hosts(report: Report) -> list[str]:
+    """One sentence per machine property (CPU model, torch build) on which the rate points of this report
+    that were timed (status ok, with a recorded host) differ, naming each value's rate points; [] when
+    they agree. Timings from different machines are not comparable with each other."""
+    timed = [r for r in report.rates if r.ok and r.host is not None]
+    out = []
+    for key, label in MACHINE_KEYS.items():
+        groups: dict[str, list[float]] = {}
+        for r in sorted(timed, key=lambda r: r.target_bpp):
+            groups.setdefault(str(timing_machine(report, r)[key] or "unknown"), []).append(r.target_bpp)
+        if len(groups) > 1:
+            out.append(f"rate points timed on different {label}s: " + "; ".join(
+                f"{v} ({', '.join(f'{t:g}' for t in ts)} bpp)" for v, ts in groups.items()))
+    return out
+
+
 def summary(report: Report) -> Summary:
     """The summary figures of the standard table, from the rate points that completed."""
     ok = report.ok_rates()

@@ -145,6 +145,20 @@ def fingerprint(submission_sha256: str | None = None, threads: int | None = None
     }
 
 
+def host_fingerprint() -> dict:
+    """The machine a rate point is measured on, as `RateResult.host` records it: hostname, CPU model and
+    the torch build (release, git revision, variant). Taken where the rate point's worker runs (a Dask
+    worker's host on a cluster), so one report's rate points can be compared with each other."""
+    import socket
+
+    import torch
+
+    return {"hostname": socket.gethostname(), "cpu_model": _cpu_model(), "torch": torch.__version__,
+            "torch_git": getattr(torch.version, "git_version", None),
+            "torch_variant": ("CUDA" if torch.version.cuda else
+                              "ROCm" if getattr(torch.version, "hip", None) else "CPU")}
+
+
 # -- in the worker ------------------------------------------------------------------------------------
 
 def top_level_modules(names: Iterable[str]) -> set[str]:

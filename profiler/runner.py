@@ -37,13 +37,13 @@ from typing import Callable
 
 from .conditions import TestConditions
 from .counting.reuse import earlier_entries
-from .environment import fingerprint, merge_worker
+from .environment import fingerprint, host_fingerprint, merge_worker
 from .metrics import info as metric_info
 from .errors import InputError
 from . import derive
 from .version import SCHEMA_VERSION, __version__
 from .model.io import read_report, write_report
-from .model.report import Environment, ErrorRecord, RateResult, Report, RunInfo, WorkerInfo
+from .model.report import Environment, ErrorRecord, HostInfo, RateResult, Report, RunInfo, WorkerInfo
 from .slots import LocalSlotPool, SlotPool, SlotUse
 from .submission import Submission, files_fingerprint
 
@@ -662,11 +662,14 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
 
     `job_extra` is added to the worker's job: `delivery` (verify: the rate's bitstream and decoded-picture
     folders; see `run_delivery_rate`) or `write_bitstreams` (a folder to write the delivery layout into).
-    Its timed phases run in timing slots of `slots` (default: this machine's, `default_pool`)."""
+    Its timed phases run in timing slots of `slots` (default: this machine's, `default_pool`). The result
+    records the machine it ran on (`host`: where this function runs, a Dask worker's host on a cluster)."""
     slots = default_pool(cond) if slots is None else slots
     if job_extra and job_extra.get("delivery") is not None:
-        return run_delivery_rate(sub, rate_index, cond, devices, progress, seed, job_extra, slots, cancel)
-    return _run_worker(sub, rate_index, cond, devices, progress, seed, job_extra, slots, cancel)[0]
+        result = run_delivery_rate(sub, rate_index, cond, devices, progress, seed, job_extra, slots, cancel)
+    else:
+        result = _run_worker(sub, rate_index, cond, devices, progress, seed, job_extra, slots, cancel)[0]
+    return result.model_copy(update={"host": HostInfo.model_validate(host_fingerprint())})
 
 
 def run_delivery_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],

@@ -17,7 +17,7 @@ from .common import EXIT_FAILED, EXIT_INPUT, EXIT_OK  # noqa: F401  (re-exported
 # First argument → subcommand module; `profile` runs when the first argument names none of them.
 # `--zoo ARCH` is the documented spelling of `zoo ARCH` (each module lists its ALIASES; a test checks this table).
 COMMANDS = {"check": "check", "verify": "verify", "aggregate": "aggregate", "zoo": "zoo", "--zoo": "zoo",
-            "anchors": "anchors"}
+            "anchors": "anchors", "batch": "batch"}
 DEFAULT = "profile"
 
 

@@ -64,6 +64,9 @@ def parser() -> ArgParser:
     p.add_argument("--anchors", type=Path, default=None, metavar="DIR",
                    help="anchor reports (from `jpegai-profile anchors`, e.g. reports/anchors/): add the BD-rates "
                         "against each to the report")
+    p.add_argument("--scheduler", type=str, default=None, metavar="ADDRESS",
+                   help="run the rate points on this Dask cluster (e.g. tcp://head:8786; the dask extra): "
+                        "the submission at the same path on every worker")
     add_profile_options(p)
     return p
 
@@ -173,6 +176,12 @@ def load_anchors(directory: Path) -> list[tuple[str, object]]:
 
 
 def run(args) -> int:
+    if getattr(args, "scheduler", None) and getattr(args, "client", None) is None:
+        from ..cluster import connect
+
+        with connect(scheduler=args.scheduler) as client:
+            args.client = client
+            return run(args)
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -185,6 +194,10 @@ def run(args) -> int:
     from ..runner import profile
     from ..submission import load_submission, slug
 
+    if getattr(args, "client", None) is not None:
+        from functools import partial
+
+        from ..cluster import profile_on
     sub = load_submission(args.submission)
     cond = apply_overrides(load_conditions(args.config), repeats=args.repeats, warmup=args.warmup,
                            threads=args.threads, min_gpu_memory=args.min_gpu_memory, timeout=args.timeout,
@@ -203,7 +216,8 @@ def run(args) -> int:
                       TimeElapsedColumn(), console=out, transient=True) as bar:
             task = bar.add_task(f"profiling {name}", total=len(rate_indices))
 
-            jobs = jobs_for(args, cond, len(rate_indices))
+            client = getattr(args, "client", None)     # a Dask cluster's (--scheduler, batch): profiler/cluster.py
+            jobs = len(client.scheduler_info()["workers"]) if client is not None else jobs_for(args, cond, len(rate_indices))
             clock = _RateClock(len(rate_indices), jobs)
 
             def progress(kind: str, info: dict) -> None:
@@ -226,7 +240,8 @@ def run(args) -> int:
                 elif kind == "resume":
                     print(f"jpegai-profile: {info['message']}", file=sys.stderr)
 
-            report = profile(sub, cond, out_dir, rate_indices, devices(args.device), progress,
+            run_profile = profile if client is None else partial(profile_on, client)
+            report = run_profile(sub, cond, out_dir, rate_indices, devices(args.device), progress,
                              options={"quick": args.quick, "jobs": jobs, "rates": [r.target_bpp for r in sub.rates
                                                                                    if r.index in rate_indices]},
                              resume=args.resume, job_extra=_write_jobs(args, rate_indices), jobs=jobs)

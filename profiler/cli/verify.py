@@ -112,7 +112,8 @@ def _run(args, held: contextlib.ExitStack) -> int:
     cond = apply_overrides(cond, repeats=args.repeats, images=args.originals)
     d = prepare_delivery(sub, cond, args.bitstreams, args.decoded, args.model_sha256)
     out_dir = args.out or Path("reports") / slug(sub.codec) / "verify"
-    out_lock = prepare_out(out_dir, sub.directory, sub.codec, explicit=args.out is not None, resume=False)
+    out_lock = prepare_out(out_dir, sub.directory, sub.codec,
+                           explicit=args.out is not None and not getattr(args, "out_is_default", False), resume=False)
     err = console(stderr=True)
     out = console()
     print_problems(d["problems"])
@@ -123,6 +124,13 @@ def _run(args, held: contextlib.ExitStack) -> int:
             err.print(f"verifying {escape(sub.codec)} @ {info['rate']:g} bpp …", highlight=False)
 
     held.enter_context(out_lock)
+    client = getattr(args, "client", None)     # batch --jobs/--scheduler: a Dask cluster's (profiler/cluster.py)
+    if client is not None:
+        from functools import partial
+
+        from ..cluster import profile_on
+
+        profile = partial(profile_on, client)
     report = profile(sub, cond, out_dir, rate_indices, devices(args.device), progress,
                      options={"check": True, "rates": [r.target_bpp for r in sub.rates if r.index in rate_indices]},
                      job_extra=d["jobs"], verification=d["verification"])

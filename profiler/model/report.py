@@ -430,6 +430,18 @@ class WorkerEnvironment(Frozen):
     gpu_settings: GpuSettings | None = None
 
 
+class HostInfo(Frozen):
+    """The machine one rate point's worker ran on (profiler/environment.py `host_fingerprint`): what its
+    timings depend on. Rate points of one report timed on different CPU models or torch builds are
+    flagged (derive.mixed_hosts); `aggregate` compares them across reports."""
+
+    hostname: str
+    cpu_model: str | None = None
+    torch: str | None = None            # torch.__version__
+    torch_git: str | None = None        # torch.version.git_version: the build, not only the release
+    torch_variant: str | None = None    # CPU, CUDA or ROCm
+
+
 class VerifyGpu(Frozen):
     """A submitted bitstream decoded on the GPU (verify on a CUDA machine): the GPU picture against the CPU
     one (interoperability on the proponent's own bitstreams), against the original, timed, its peaks."""
@@ -554,6 +566,7 @@ class RateResult(Frozen):
     untimed: dict[str, UntimedStep] = Field(default_factory=dict)
     # part → fingerprint of its networks (profiler/counting/reuse.py), for sharing counts across rate points
     networks: dict[str, str] = Field(default_factory=dict)
+    host: HostInfo | None = None        # the machine its worker ran on (None in older reports)
 
     @property
     def ok(self) -> bool:

@@ -43,6 +43,9 @@ def render(report: Report, console: Console | None = None) -> None:
     unfinished = table.unfinished(report)
     if unfinished:
         console.print(f"[bold yellow]incomplete[/bold yellow]: {markup(unfinished)}", highlight=False)
+    hosts = table.hosts_note(report)
+    if hosts:
+        console.print(f"[bold yellow]mixed machines[/bold yellow]: {markup(hosts)}", highlight=False)
     s = table.summary(report)
     console.print(
         (f"{table.SUMMARY_PARTIAL}: " if unfinished else "") +

@@ -148,6 +148,10 @@ def render(report: Report) -> str:
     unfinished = table.unfinished(report)
     if unfinished:
         parts.append(f"<div class=incomplete id=incomplete style='{INCOMPLETE_STYLE}'><b>Incomplete</b> — {escape(unfinished)}.</div>")
+    hosts = table.hosts_note(report)
+    if hosts:
+        parts.append(f"<div class=incomplete id=mixed-hosts style='{INCOMPLETE_STYLE}'><b>Mixed machines</b> — "
+                     f"{escape(hosts)}.</div>")
 
     parts.append("<h2>Standard table</h2>")
     parts.append("<div style='overflow-x:auto'>" + html_table(table.COLUMNS[2:], table.rows(report)) + "</div>")

@@ -15,6 +15,9 @@ def render(report: Report) -> str:
     unfinished = table.unfinished(report)
     if unfinished:
         lines += [f"> **Incomplete** — {text(unfinished)}.", ""]
+    hosts = table.hosts_note(report)
+    if hosts:
+        lines += [f"> **Mixed machines** — {text(hosts)}.", ""]
     cols = table.COLUMNS[2:]
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "---|" * len(cols))

@@ -133,6 +133,15 @@ def unfinished(report: Report) -> str | None:
     return text + "; the summary figures cover only the rate points measured"
 
 
+def hosts_note(report: Report) -> str | None:
+    """None when every timed rate point ran on the same CPU model and torch build; else one sentence
+    naming which ran where (derive.mixed_hosts; plain text, unescaped)."""
+    mixed = derive.mixed_hosts(report)
+    if not mixed:
+        return None
+    return "; ".join(mixed) + ": their timings are not comparable with each other"
+
+
 SUMMARY_PARTIAL = "summary over the rate points measured only (the run did not finish)"
 
 

@@ -40,6 +40,9 @@ def render(report: Report) -> str:
             f"verdict      : {verdict}"]
     if unfinished:
         head.append(f"incomplete   : {unfinished}")
+    hosts = table.hosts_note(report)
+    if hosts:
+        head.append(f"mixed hosts  : {_one_line(hosts)}")
     head.append("")
     cells = [[_cell(row[c], c) for c in COLUMNS] for row in table.rows(report)]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(COLUMNS)]

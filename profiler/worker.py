@@ -275,7 +275,7 @@ def _measure_image(codec, img: TestImage, cond: TestConditions, baseline_mib: fl
         bpp=8.0 * len(bits) / (img.width * img.height), psnr_rgb=psnr,
         bitstream_sha256=_sha256(bits), decoded_sha256=decoded_sha256,
         counts={"encoder": enc_count, "decoder": dec_count},
-        quality=quality, **extra,
+        **({"quality": quality} if quality is not None else {}), **extra,
     )
     recording = {"encoder": enc_rec, "decoder": dec_rec} if record else None
     return picture, interop_entry, {"own_bits": own_bits, "decoded_u8": decoded_u8, "untimed": spent,
@@ -1121,8 +1121,11 @@ def _sharing(share_dir: str | None, networks: dict[str, str]):
     root = Path(share_dir)
     key = _sha256(json.dumps(networks, sort_keys=True).encode())[:24]
     with open(root / f"{key}.lock", "a+") as lock:
-        _emit(event="phase", phase="resolutions", detail="waiting for a rate point running the same networks")
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:     # another rate point is counting these networks: its counts are taken
+            _emit(event="phase", phase="resolutions", detail="waiting for a rate point running the same networks")
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             published = []
             for path in sorted(root.glob("rate-*.json")):

@@ -140,3 +140,21 @@ def test_two_rate_points_at_once_time_alone_on_their_slot_and_give_the_serial_re
                 assert {k: v.macs for k, v in mine.per_module.items()} == {k: v.macs for k, v in theirs.per_module.items()}
             assert (pi.bitstream_sha256, pi.decoded_sha256) == (si.bitstream_sha256, si.decoded_sha256)
         assert [e.decoder.macs for e in p.resolutions] == [e.decoder.macs for e in s.resolutions]
+
+
+def test_a_failing_untimed_step_after_the_timed_phase_keeps_the_timings(monkeypatch):
+    """The metrics run after the timed phase: when they raise, the rate point fails with that error but
+    the pictures' counts and timings already measured stay in the result (their quality empty)."""
+    from profiler import worker
+
+    def broken(x, y):
+        raise RuntimeError("metric exploded")
+
+    monkeypatch.setattr(worker, "image_quality", broken)
+    cond = _conditions()
+    result = worker.run_job({"submission": str(CODECS / "tiny"), "rate_index": 0, "conditions": cond.to_dict(),
+                             "devices": ["cpu"], "seed": 0})
+    assert not result.ok and "metric exploded" in result.error.message
+    (pic,) = result.images
+    assert pic.quality == {}
+    assert pic.timing["cpu"]["decode"].n == 3 and pic.counts["decoder"].macs > 0

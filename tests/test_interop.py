@@ -44,6 +44,27 @@ def test_deterministic_codec_decodes_identically_on_the_proxy(ratectl):
     assert e["bpp"] == 8 * e["bytes"] / (192 * 176)
 
 
+def test_b_rounding_to_the_same_8bit_picture_takes_as_quality_and_a_differing_one_is_measured(monkeypatch):
+    """The metrics are of 8-bit pictures: a B picture 1e-7 away from A's (oneDNN off) has A's metrics,
+    not computed again; one code value away, B's are computed."""
+    import profiler.interop as interop
+    from profiler.images import TestImage as Img
+
+    x = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(1))
+    x_a = (x * 255).round().div(255)
+    calls = []
+    real = interop._quality
+    monkeypatch.setattr(interop, "_quality", lambda a, b: calls.append(1) or real(a, b))
+    img = Img("n", np.zeros((40, 48, 3), np.uint8))
+    qa = {"psnr_rgb": 30.0, "ms_ssim": None}
+    same = interop.compare_image(img, x, b"b", x_a, lambda b: x_a + 1e-7, "cpu", quality_a=qa)
+    assert calls == [] and same["b"] == qa and same["max_abs_diff_8bit"] == 0 and 0 < same["max_abs_diff"] < 1e-6
+    moved = x_a.clone()
+    moved[0, 0, 0, 0] += 1 / 255 if moved[0, 0, 0, 0] < 0.5 else -1 / 255
+    other = interop.compare_image(img, x, b"b", x_a, lambda b: moved, "cpu", quality_a=qa)
+    assert calls == [1] and other["max_abs_diff_8bit"] == 1 and other["b"]["psnr_rgb"] != qa["psnr_rgb"]
+
+
 def test_float_rounding_entropy_decoding_is_caught(ratectl):
     # Turning oneDNN off changes the transposed convolution's float rounding (≈1e-7); amplified by 2^24 the
     # symbol offsets differ and the decoded symbols are wrong: a real desynchronisation.

@@ -14,8 +14,10 @@
 
     With several `--jobs` settings (default 1 and auto) each is run and printed, and the timed medians
     of each against the first: what overlapping rate points (their untimed work on the other cores) does
-    to the timings.
-Usage: python benchmarks/profile_cost.py [--only a|b] [--rates 0.03,0.5] [--jobs 1,auto] [--arch mbt2018-mean]
+    to the timings. `--slots 2` adds a run with timing.slots_per_host = 2 (K timed phases at once, each
+    worker on its own core where the slots take every core): what K slots do to the medians.
+Usage: python benchmarks/profile_cost.py [--only a|b] [--rates 0.03,0.5] [--jobs 1,auto] [--slots 2]
+       [--arch mbt2018-mean]
        [--images DIR] [--before-sizes 1920x1080,3840x2160]
 """
 
@@ -54,6 +56,30 @@ def floor_s(rep: dict) -> float:
                for r in rep["rates"] if r["status"] == "ok" for img in r["images"])
 
 
+def task_floor_s(rep: dict) -> float:
+    """The task pipelines' runs that must be timed too ([[tasks]], profiler/tasks.py): per pipeline
+    measured in this rate point (the latent pipeline, each anchor on the decoded picture, and on the
+    original where it was measured here rather than taken from another rate point), its counted run
+    (the warm-up) and `tasks.repeats` timed runs."""
+    runs = 1 + rep["conditions"]["tasks"]["repeats"]
+    total = 0.0
+
+    def add(entry) -> None:
+        nonlocal total
+        if isinstance(entry, dict) and not entry.get("measured_on"):
+            t = ((entry.get("timing") or {}).get("cpu") or {}).get("median_s")
+            total += runs * t if t else 0.0
+
+    for r in rep["rates"]:
+        for task in r.get("tasks") or []:
+            for pic in task.get("pictures") or []:
+                add(pic.get("latent"))
+                for anchor in (pic.get("anchors") or {}).values():
+                    add(anchor.get("decoded"))
+                    add(anchor.get("original"))
+    return total
+
+
 def untimed_s(rep: dict) -> dict[str, float]:
     out: dict[str, float] = {}
     for r in rep["rates"]:
@@ -75,6 +101,14 @@ def part_a(args) -> None:
     for jobs in args.jobs.split(","):
         rep, total = run_profile(ROOT / "submissions" / "refnet", extra + (["--jobs", jobs] if jobs != "auto" else []))
         runs[jobs] = (rep, total)
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in [int(v) for v in args.slots.split(",") if v] if args.slots else []:
+            # The default conditions with timing.slots_per_host = K, the default --jobs for them.
+            config = Path(tmp) / f"slots{k}.toml"
+            text = (ROOT / "profiler" / "profile.toml").read_text()
+            config.write_text(text.replace("slots_per_host = 1", f"slots_per_host = {k}"))
+            rep, total = run_profile(ROOT / "submissions" / "refnet", extra + ["--config", str(config)])
+            runs[f"auto, slots_per_host = {k}"] = (rep, total)
     print(f"(a) RefNet, default conditions{' at ' + args.rates + ' bpp' if args.rates else ''}, "
           f"side by side in one run:")
     for jobs, (rep, total) in runs.items():
@@ -93,6 +127,10 @@ def part_a(args) -> None:
         print(f"    timed phases (slot held), in all:         {held:8.1f} s   ÷ floor {held / floor:5.2f}")
         print(f"    workers' wall time, summed:               {worker:8.1f} s   ÷ floor {worker / floor:5.2f}")
         print(f"    whole command:                            {total:8.1f} s   ÷ floor {total / floor:5.2f}   (target ≤ 1.3)")
+        tasks = task_floor_s(rep)
+        if tasks:
+            print(f"    + the task pipelines' timed runs:         {tasks:8.1f} s   whole ÷ (floor + tasks) "
+                  f"{total / (floor + tasks):5.2f}")
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(untimed_s(rep).items()))
         print(f"    untimed steps (untimed cores): {steps}")
         print(f"    shared with an earlier rate point: {shared_res}/{all_res} resolution parts, "
@@ -174,6 +212,8 @@ def main() -> int:
     ap.add_argument("--rates", default=None, help="(a) only these RefNet rates (default: all nine)")
     ap.add_argument("--images", default=None, help="test pictures (default: the conditions' own)")
     ap.add_argument("--jobs", default="1,auto", help="(a) the --jobs settings run side by side (default 1,auto)")
+    ap.add_argument("--slots", default="", help="(a) also run with timing.slots_per_host = K, for each K "
+                                                "(e.g. 2), the default --jobs for it")
     ap.add_argument("--arch", default="mbt2018-mean", help="(b) a CompressAI zoo name (not one bundled)")
     ap.add_argument("--before-sizes", default="1920x1080,3840x2160",
                     help="(b) resolutions at which the old way (a real call at one thread) is measured")

@@ -44,7 +44,7 @@ from . import derive
 from .version import SCHEMA_VERSION, __version__
 from .model.io import read_report, write_report
 from .model.report import Environment, ErrorRecord, HostInfo, RateResult, Report, RunInfo, WorkerInfo
-from .slots import LocalSlotPool, SlotPool, SlotUse
+from .slots import LocalSlotPool, SlotPool, SlotUse, WholeLifeSlot
 from .submission import Submission, files_fingerprint
 
 Progress = Callable[[str, dict], None]
@@ -714,6 +714,14 @@ def _run_worker(sub: Submission, rate_index: int, cond: TestConditions, devices:
     pool's untimed cores, each timed phase in one of its slots."""
     rate = next(r for r in sub.rates if r.index == rate_index)
     slots = default_pool(cond) if slots is None else slots
+    if getattr(slots, "whole_life", False):
+        # Every core is a slot: the worker holds one from before its start to its end (profiler/slots.py).
+        slot = slots.acquire()
+        try:
+            return _run_worker(sub, rate_index, cond, devices, progress, seed, job_extra,
+                               WholeLifeSlot(slot, slots.neighbours), cancel)
+        finally:
+            slots.release(slot)
     reply_r, reply_w = os.pipe()
     broker = _SlotBroker(slots, reply_w, lambda phase: progress("phase", {
         "rate": rate.target_bpp, "phase": "waiting for a timing slot", "detail": f"({phase})"}))
@@ -948,6 +956,18 @@ def _with_rates(report: Report, rates: list[RateResult], **run) -> Report:
     return derive.with_summary(updated)
 
 
+def overlapping_jobs(slots: SlotPool, jobs: int) -> int:
+    """How many rate points may run at once under `slots` (profiler/slots.py): `jobs` where their untimed
+    work has cores of its own, at most one per slot where each worker holds its slot for its whole life,
+    else one."""
+    jobs = max(1, int(jobs))
+    if getattr(slots, "can_overlap", True):
+        return jobs
+    if getattr(slots, "whole_life", False):
+        return min(jobs, len(slots.slots))
+    return 1
+
+
 def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: list[int], devices: list[str],
             progress: Progress = _no_progress, options: dict | None = None, resume: bool = False,
             seed: int = 0, job_extra: dict[int, dict] | None = None, verification: dict | None = None,
@@ -978,8 +998,7 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
     report = _with_rates(report, rates)
     write_report(report, path)
     slots = default_pool(cond) if slots is None else slots
-    # Rate points overlap only where their untimed work has cores of its own (profiler/slots.py).
-    jobs = max(1, int(jobs)) if getattr(slots, "can_overlap", True) else 1
+    jobs = overlapping_jobs(slots, jobs)
     lock = threading.Lock()
     cancel = threading.Event()
     state = {"report": report}

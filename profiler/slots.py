@@ -15,6 +15,13 @@ core). The slots take the highest-numbered cores (core 0 takes most interrupts);
 untimed work, or — on a machine with no core to spare — everything, in which case overlapping work
 would share the timed core and the runner does not overlap (`can_overlap`). Another pool (a Dask
 cluster's, one per host) implements the same protocol.
+
+Where `slots_per_host` > 1 slots take every physical core (2 slots on a 2-core machine) the pool is
+`whole_life`: JVET-style, each worker takes a slot before it starts and keeps it to its end, so its
+untimed work runs on its own slot's cores (single-threaded where the slot is one core) and never on
+another worker's timed core; K rate points run at once, each as the serial run would on its core. What
+they still share (memory bandwidth, the last-level cache) is what `benchmarks/profile_cost.py --slots`
+measures against the serial medians.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ class LocalSlotPool:
         reserved = {c for g in taken for c in g}
         rest = tuple(c for c in cpus if c not in reserved)
         self.can_overlap = bool(rest)
+        self.whole_life = not rest and k > 1
         self.untimed_cores = rest or cpus
         self.neighbours: Neighbours | None = Neighbours()
         self._free = list(self.slots)
@@ -105,6 +113,26 @@ class LocalSlotPool:
                 self._free.append(slot)
                 self._free.sort(key=lambda s: s.index)
                 self._cond.notify()
+
+
+class WholeLifeSlot:
+    """One worker's view of a `whole_life` pool: the slot it took before it started is granted at once
+    to each of its timed phases, and its untimed work runs on the same cores (profiler/runner.py)."""
+
+    can_overlap = False
+    whole_life = False
+
+    def __init__(self, slot: Slot, neighbours: "Neighbours | None"):
+        self.slot = slot
+        self.slots = (slot,)
+        self.untimed_cores = slot.cores
+        self.neighbours = neighbours
+
+    def acquire(self) -> Slot:
+        return self.slot
+
+    def release(self, slot: Slot) -> None:
+        pass
 
 
 class Neighbours:

@@ -47,6 +47,22 @@ def test_a_slot_keeps_its_cores_siblings_free_and_the_rest_is_for_untimed_work(t
         LocalSlotPool(3, 1, cpus=(0, 1, 2, 3), sysfs=sysfs)
 
 
+def test_slots_on_every_core_are_held_for_a_workers_whole_life(tmp_path):
+    from profiler.runner import overlapping_jobs
+    from profiler.slots import WholeLifeSlot
+
+    sysfs = _sysfs(tmp_path, {0: (0, 0), 1: (0, 1), 2: (0, 0), 3: (0, 1)})
+    two = LocalSlotPool(2, 1, cpus=(0, 1, 2, 3), sysfs=sysfs)
+    one = LocalSlotPool(1, 1, cpus=(0, 1, 2, 3), sysfs=sysfs)
+    single = LocalSlotPool(1, 1, cpus=(0,), sysfs=sysfs)
+    assert two.whole_life and not one.whole_life and not single.whole_life
+    # Where the slots take every core, one rate point per slot; with a core beside them, as asked; else one.
+    assert [overlapping_jobs(p, 4) for p in (two, one, single)] == [2, 4, 1]
+    own = WholeLifeSlot(two.slots[1], two.neighbours)
+    assert own.acquire() is two.slots[1] and own.untimed_cores == two.slots[1].cores == (1,)
+    assert overlapping_jobs(own, 4) == 1
+
+
 def test_acquire_blocks_until_the_slot_is_released(tmp_path):
     sysfs = _sysfs(tmp_path, {0: (0, 0), 1: (0, 1)})
     pool = LocalSlotPool(1, 1, cpus=(0, 1), sysfs=sysfs)
@@ -140,6 +156,42 @@ def test_two_rate_points_at_once_time_alone_on_their_slot_and_give_the_serial_re
                 assert {k: v.macs for k, v in mine.per_module.items()} == {k: v.macs for k, v in theirs.per_module.items()}
             assert (pi.bitstream_sha256, pi.decoded_sha256) == (si.bitstream_sha256, si.decoded_sha256)
         assert [e.decoder.macs for e in p.resolutions] == [e.decoder.macs for e in s.resolutions]
+
+
+def test_two_slots_on_a_two_core_machine_run_two_rate_points_each_on_its_own_core(tmp_path, monkeypatch):
+    """slots_per_host = 2 on 2 physical cores: each worker holds its slot from start to end, so every call
+    of a rate point (timed phase and the untimed proxy decode) is on its slot's one core, single-threaded,
+    and the two rate points are on different cores, side by side; counts as the serial run's."""
+    from profiler import runner
+    from profiler.submission import load_submission
+
+    try:
+        pool = LocalSlotPool(2, 1)
+    except ValueError:
+        pytest.skip("fewer than two physical cores")
+    if not pool.whole_life:
+        pytest.skip("more than two physical cores: the slots leave a core for untimed work")
+    sub = load_submission(CODECS / "threads")
+    cond = _conditions()
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("JPEGAI_TEST_THREADS_LOG", str(log))
+    report = runner.profile(sub, cond, tmp_path / "k2", [0, 1], ["cpu"], jobs=2, slots=pool)
+    assert all(r.ok for r in report.rates), [r.error for r in report.rates]
+    cores = []
+    for pid, calls in _calls(log).items():
+        (own,) = {tuple(c["cpus"]) for c in calls}
+        assert all(c["threads"] == 1 for c in calls)
+        cores.append(own)
+    assert sorted(cores) == sorted(s.cores for s in pool.slots)
+    for r in report.rates:
+        (hold,) = [h for h in r.worker.slots if h.phase == "cpu"]
+        assert r.worker.cpus == hold.cores and hold.waited_s < 1
+    assert any(other.target_bpp in (h.beside or []) for r, other in zip(report.rates, reversed(report.rates))
+               for h in r.worker.slots)
+    serial = runner.profile(sub, cond, tmp_path / "k1", [0, 1], ["cpu"], jobs=1, slots=LocalSlotPool(1, 1))
+    for p, s in zip(report.rates, serial.rates):
+        assert [i.counts["decoder"].macs for i in p.images] == [i.counts["decoder"].macs for i in s.images]
+        assert [i.bitstream_sha256 for i in p.images] == [i.bitstream_sha256 for i in s.images]
 
 
 def test_a_failing_untimed_step_after_the_timed_phase_keeps_the_timings(monkeypatch):

@@ -40,7 +40,8 @@ def add_profile_options(p: ArgParser) -> None:
 
 def jobs_for(args, cond, n_rates: int) -> int:
     """`--jobs`, or by default one worker per timing slot plus one whose untimed work runs beside them,
-    where this machine has a core beside the slots (profiler/slots.py); never more than the rate points."""
+    where this machine has a core beside the slots; one per slot where the slots take every core (each
+    worker holds its slot for its whole life, profiler/slots.py); never more than the rate points."""
     from ..runner import default_pool
 
     if getattr(args, "jobs", None) is not None:
@@ -48,7 +49,9 @@ def jobs_for(args, cond, n_rates: int) -> int:
             raise InputError("command line", "--jobs", f"expected a positive number, got {args.jobs}")
         return min(args.jobs, max(1, n_rates))
     pool = default_pool(cond)
-    return max(1, min(n_rates, cond.timing.slots_per_host + 1 if pool.can_overlap else 1))
+    per_host = (cond.timing.slots_per_host + 1 if pool.can_overlap else
+                len(pool.slots) if pool.whole_life else 1)
+    return max(1, min(n_rates, per_host))
 
 
 def parser() -> ArgParser:

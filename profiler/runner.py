@@ -346,7 +346,8 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
                 env: dict | None = None, cwd: str | Path | None = None,
                 on_progress: Callable[[str], None] = lambda line: None, slot_fd: int | None = None,
                 paused_s: Callable[[], float] = lambda: 0.0, cpus: tuple[int, ...] | None = None,
-                cancel: threading.Event | None = None) -> WorkerExit:
+                cancel: threading.Event | None = None, on_start: Callable[[int], None] = lambda pid: None
+                ) -> WorkerExit:
     """Run `python -m target args` (or a .py file) in its own process group under the limits.
 
     The child's stdout and stderr are one captured stream (its last lines are `stderr_tail`); progress
@@ -357,7 +358,7 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
     (the runner's replies to its slot requests); the seconds `paused_s()` says it waited for a timing
     slot do not count against the timeout; `cpus` are the CPUs it starts on. When `cancel` is set (the
     profile is interrupted in another thread) the child is killed as on an interrupt, and
-    KeyboardInterrupt raised. `wall_s` is the child's own lifetime: pipes still held by something it
+    KeyboardInterrupt raised. `on_start(pid)` is called once the child runs (its pid is its process group). `wall_s` is the child's own lifetime: pipes still held by something it
     started are not waited on. Never raises for anything the child does; an interrupt of the parent
     kills the child and its processes before propagating.
     """
@@ -399,6 +400,7 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
         os.close(progress_w)
         raise
     os.close(progress_w)   # the child holds the only write end: EOF once it and its inheritors are gone
+    on_start(proc.pid)
     assert proc.stdout is not None
     output_fd = proc.stdout.fileno()
     streams = {output_fd: _Lines(tail, 4 * STDERR_LINE_CHARS), progress_r: _Lines(progress, PROGRESS_LINE_BYTES)}
@@ -746,6 +748,8 @@ def _run_worker_with(sub: Submission, rate, cond: TestConditions, devices: list[
                      token: int | None, cancel: threading.Event | None) -> tuple[RateResult, dict | None, WorkerExit]:
     rate_index = rate.index
     last_event: list[str] = []
+    group: list[int] = []       # the worker's process group (the launcher's pid), once started
+    admitted: list[int] = []    # … once the slot pool lends it the idle slots' cores
     current: dict = {}
 
     def on_progress(line: str) -> None:
@@ -757,6 +761,10 @@ def _run_worker_with(sub: Submission, rate, cond: TestConditions, devices: list[
         if not isinstance(event, dict) or event.get("event") not in WORKER_EVENTS:
             return
         kind = event["event"]
+        if group and not admitted and getattr(slots, "lend_idle", False):
+            # Its first event: the launcher has set its CPUs, so the idle slots' cores may be lent now.
+            admitted.append(group[0])
+            slots.admit(group[0])
         if kind == "slot":
             broker.request("gpu" if event.get("phase") == "gpu" else "cpu")
             return
@@ -812,10 +820,14 @@ def _run_worker_with(sub: Submission, rate, cond: TestConditions, devices: list[
         ex = run_limited("profiler.worker", [str(job_path), str(out_path)], timeout_s=cond.worker.timeout_s,
                          memory_limit_mib=cond.worker.memory_limit_mib, rlimit_data=use_rlimit_data(devices),
                          env=env, cwd=tmp, on_progress=on_progress, slot_fd=reply_r, paused_s=broker.paused_s,
-                         cpus=slots.untimed_cores, cancel=cancel)
+                         cpus=slots.untimed_cores, cancel=cancel, on_start=group.append)
         broker.release()
+        lent = getattr(slots, "lend_idle", False)
+        if admitted:
+            slots.leave(admitted[0])
         worker_info = {"seed": seed, "limits": ex.limits, "returncode": ex.returncode,
-                       "slots": broker.records(token), "cpus": list(slots.untimed_cores)}
+                       "slots": broker.records(token), "cpus": list(slots.untimed_cores),
+                       "lent_cores": sorted({c for s in slots.slots for c in s.cores}) if lent else None}
         if out_path.is_file() and not ex.timed_out and ex.memory_exceeded_mib is None and ex.returncode == 0:
             result = RateResult.model_validate_json(out_path.read_text())
             # Validated, not copied in (a dict in a typed field warns on every later dump).

@@ -16,6 +16,13 @@ untimed work, or — on a machine with no core to spare — everything, in which
 would share the timed core and the runner does not overlap (`can_overlap`). Another pool (a Dask
 cluster's, one per host) implements the same protocol.
 
+A slot no timed phase holds is not left idle: with `lend_idle` its cores are *lent* to the untimed work
+of the workers on the host (`admit`ted by the runner). Before a slot is granted, every admitted worker's
+process group (its threads and the processes it started) is narrowed to the cores no timed phase holds,
+the granted slot's excluded — so the timed phase still starts alone on its cores — and when the slot is
+released they are widened again. A process the worker starts in a new session of its own is not in its
+group and keeps the cores it was started with (those the worker had then).
+
 Where `slots_per_host` > 1 slots take every physical core (2 slots on a 2-core machine) the pool is
 `whole_life`: JVET-style, each worker takes a slot before it starts and keeps it to its end, so its
 untimed work runs on its own slot's cores (single-threaded where the slot is one core) and never on
@@ -80,7 +87,7 @@ class LocalSlotPool:
     """`slots_per_host` timing slots of this machine, each `threads` physical cores (see the module)."""
 
     def __init__(self, slots_per_host: int = 1, threads: int = 1, cpus: tuple[int, ...] | None = None,
-                 sysfs: Path = Path("/sys/devices/system/cpu")):
+                 sysfs: Path = Path("/sys/devices/system/cpu"), lend_idle: bool = True):
         cpus = allowed_cpus() if cpus is None else tuple(sorted(cpus))
         groups = physical_cores(cpus, sysfs)
         per_slot = max(1, int(threads))
@@ -97,21 +104,54 @@ class LocalSlotPool:
         self.can_overlap = bool(rest)
         self.whole_life = not rest and k > 1
         self.untimed_cores = rest or cpus
+        self.lend_idle = bool(lend_idle) and self.can_overlap
         self.neighbours: Neighbours | None = Neighbours()
         self._free = list(self.slots)
         self._cond = threading.Condition()
+        self._tenants: set[int] = set()
+
+    def lendable(self) -> tuple[int, ...]:
+        """The cores untimed work may run on now: the untimed cores and, with `lend_idle`, the free slots'."""
+        with self._cond:
+            return self._lendable()
+
+    def _lendable(self) -> tuple[int, ...]:
+        lent = [c for s in self._free for c in s.cores] if self.lend_idle else []
+        return tuple(sorted(set(self.untimed_cores) | set(lent)))
+
+    def _apply(self) -> None:
+        cores = self._lendable()
+        for group in list(self._tenants):
+            pin_group(group, cores)
+
+    def admit(self, group: int) -> None:
+        """A worker (the process group `group`) now on this host: its untimed work runs on `lendable()`."""
+        if not self.lend_idle:
+            return
+        with self._cond:
+            self._tenants.add(group)
+            pin_group(group, self._lendable())
+
+    def leave(self, group: int) -> None:
+        with self._cond:
+            self._tenants.discard(group)
 
     def acquire(self) -> Slot:
         with self._cond:
             while not self._free:
                 self._cond.wait()
-            return self._free.pop(0)
+            slot = self._free.pop(0)
+            if self.lend_idle:     # off the slot's cores before its timed phase is told to start
+                self._apply()
+            return slot
 
     def release(self, slot: Slot) -> None:
         with self._cond:
             if slot in self.slots and slot not in self._free:
                 self._free.append(slot)
                 self._free.sort(key=lambda s: s.index)
+                if self.lend_idle:
+                    self._apply()
                 self._cond.notify()
 
 
@@ -194,3 +234,32 @@ def pin_process(cores: tuple[int, ...] | list[int]) -> None:
             os.sched_setaffinity(tid, cores)
         except (OSError, AttributeError):
             pass
+
+
+def pin_group(group: int, cores: tuple[int, ...] | list[int], proc: Path = Path("/proc")) -> int:
+    """Every thread of every process in the process group `group` on `cores` (a worker and what it started
+    in its group); how many threads were pinned. Processes that end meanwhile are passed over."""
+    cores = set(int(c) for c in cores)
+    pinned = 0
+    if not cores:
+        return 0
+    try:
+        entries = [e for e in os.listdir(proc) if e.isdigit()]
+    except OSError:
+        return 0
+    for pid in entries:
+        try:
+            stat = (proc / pid / "stat").read_text()
+            # pid (comm) state ppid pgrp …: comm may hold spaces and parentheses, so split after the last ')'
+            if int(stat.rsplit(")", 1)[1].split()[2]) != group:
+                continue
+            tids = os.listdir(proc / pid / "task")
+        except (OSError, ValueError, IndexError):
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(int(tid), cores)
+                pinned += 1
+            except (OSError, ValueError):
+                pass
+    return pinned

@@ -63,6 +63,60 @@ def test_slots_on_every_core_are_held_for_a_workers_whole_life(tmp_path):
     assert overlapping_jobs(own, 4) == 1
 
 
+def test_an_idle_slots_cores_are_lent_to_untimed_work_and_taken_back_before_its_timed_phase():
+    """A worker's process group (here: a process and its child, with a second thread) runs on the untimed
+    cores and the free slot's; granting the slot narrows every one of its threads to the untimed cores
+    before acquire() returns; releasing it widens them again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pool = LocalSlotPool(1, 1)
+    if not pool.can_overlap:
+        pytest.skip("one core: no slot beside the untimed cores")
+    code = ("import subprocess, sys, threading, time; threading.Thread(target=time.sleep, args=(60,), daemon=True)"
+            ".start(); subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); print('up', flush=True);"
+            " time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: os.sched_setaffinity(0, set(pool.untimed_cores)))
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        time.sleep(0.2)
+
+        def affinities() -> list[set[int]]:
+            got = []
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        if os.getpgid(int(pid)) != proc.pid:
+                            continue
+                        got += [os.sched_getaffinity(int(t)) for t in os.listdir(f"/proc/{pid}/task")]
+                    except OSError:
+                        pass
+            return got
+
+        untimed, everything = set(pool.untimed_cores), set(pool.untimed_cores) | set(pool.slots[0].cores)
+        assert len(affinities()) >= 3 and all(a == untimed for a in affinities())
+        pool.admit(proc.pid)
+        assert all(a == everything for a in affinities())
+        slot = pool.acquire()
+        assert all(a == untimed for a in affinities())
+        pool.release(slot)
+        assert all(a == everything for a in affinities())
+        pool.leave(proc.pid)
+        slot = pool.acquire()                  # no longer a tenant: left as it was
+        assert all(a == everything for a in affinities())
+        pool.release(slot)
+        # Without lending nothing is widened.
+        quiet = LocalSlotPool(1, 1, lend_idle=False)
+        quiet.admit(proc.pid)
+        assert not quiet.lend_idle and quiet.lendable() == tuple(sorted(untimed))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def test_acquire_blocks_until_the_slot_is_released(tmp_path):
     sysfs = _sysfs(tmp_path, {0: (0, 0), 1: (0, 1)})
     pool = LocalSlotPool(1, 1, cpus=(0, 1), sysfs=sysfs)
@@ -124,16 +178,29 @@ def test_two_rate_points_at_once_time_alone_on_their_slot_and_give_the_serial_re
         timed, proxy = picture[:8], picture[8:]
         assert [c["call"] for c in timed] == ["encode", "decode"] + ["encode"] * 3 + ["decode"] * 3
         assert all(c["cpus"] == slot_cores and c["threads"] == 1 for c in timed), timed
-        assert [c["call"] for c in proxy] == ["decode"] and proxy[0]["cpus"] == list(pool.untimed_cores)
+        assert [c["call"] for c in proxy] == ["decode"]
+        # Untimed work runs on the untimed cores and, lent while no timed phase holds it, the slot's.
+        assert set(pool.untimed_cores) <= set(proxy[0]["cpus"]) <= set(pool.untimed_cores) | set(slot_cores)
         spans.append((timed[0]["t0"], timed[-1]["t1"]))
     assert len(spans) == 2
     (a0, a1), (b0, b1) = sorted(spans)
     assert a1 <= b0, f"timed phases overlap: {spans}"
+    # Nothing of the suite may run on the slot's core during a timed phase: every call of either worker
+    # that could run there (all calls in the fixture's log: the codec's own calls) lies outside the other
+    # worker's timed span.
+    by_pid = _calls(log)
+    timed_of = {pid: [c for c in calls if (c["h"], c["w"]) == (300, 451)][:8] for pid, calls in by_pid.items()}
+    for pid, calls in by_pid.items():
+        (other,) = [p for p in by_pid if p != pid]
+        t0, t1 = timed_of[other][0]["t0"], timed_of[other][-1]["t1"]
+        for c in calls:
+            if c not in timed_of[pid] and set(slot_cores) & set(c["cpus"]):
+                assert c["t1"] <= t0 or c["t0"] >= t1, (c, (t0, t1))
     # The report says which slot, its cores, and that the other rate point's worker ran beside it.
     for r, other in zip(report.rates, reversed(report.rates)):
         (hold,) = [h for h in r.worker.slots if h.phase == "cpu"]
         assert hold.cores == slot_cores and hold.index == 0 and hold.held_s > 0
-        assert r.worker.cpus == list(pool.untimed_cores)
+        assert r.worker.cpus == list(pool.untimed_cores) and r.worker.lent_cores == slot_cores
     assert any(other.target_bpp in (h.beside or []) for r, other in zip(report.rates, reversed(report.rates))
                for h in r.worker.slots)
     # No work twice at once: the two rate points run the same networks with the same real counts, so the

@@ -16,8 +16,10 @@
     of each against the first: what overlapping rate points (their untimed work on the other cores) does
     to the timings. `--slots 2` adds a run with timing.slots_per_host = 2 (K timed phases at once, each
     worker on its own core where the slots take every core): what K slots do to the medians.
+    `--timing 'lend_idle_slots = false'` adds a run with that [timing] line changed (the slots' cores
+    not lent to untimed work while idle).
 Usage: python benchmarks/profile_cost.py [--only a|b] [--rates 0.03,0.5] [--jobs 1,auto] [--slots 2]
-       [--arch mbt2018-mean]
+       [--timing 'KEY = VALUE'] [--arch mbt2018-mean]
        [--images DIR] [--before-sizes 1920x1080,3840x2160]
 """
 
@@ -101,14 +103,17 @@ def part_a(args) -> None:
     for jobs in args.jobs.split(","):
         rep, total = run_profile(ROOT / "submissions" / "refnet", extra + (["--jobs", jobs] if jobs != "auto" else []))
         runs[jobs] = (rep, total)
+    variants = [f"slots_per_host = {int(k)}" for k in args.slots.split(",") if k] if args.slots else []
     with tempfile.TemporaryDirectory() as tmp:
-        for k in [int(v) for v in args.slots.split(",") if v] if args.slots else []:
-            # The default conditions with timing.slots_per_host = K, the default --jobs for them.
-            config = Path(tmp) / f"slots{k}.toml"
+        for n, line in enumerate(variants + list(args.timing or [])):
+            # The default conditions with one [timing] line changed, the default --jobs for them.
+            key = line.split("=")[0].strip()
             text = (ROOT / "profiler" / "profile.toml").read_text()
-            config.write_text(text.replace("slots_per_host = 1", f"slots_per_host = {k}"))
+            old = next(x for x in text.splitlines() if x.startswith(key + " ="))
+            config = Path(tmp) / f"variant{n}.toml"
+            config.write_text(text.replace(old, line))
             rep, total = run_profile(ROOT / "submissions" / "refnet", extra + ["--config", str(config)])
-            runs[f"auto, slots_per_host = {k}"] = (rep, total)
+            runs[f"auto, {line}"] = (rep, total)
     print(f"(a) RefNet, default conditions{' at ' + args.rates + ' bpp' if args.rates else ''}, "
           f"side by side in one run:")
     for jobs, (rep, total) in runs.items():
@@ -214,6 +219,9 @@ def main() -> int:
     ap.add_argument("--jobs", default="1,auto", help="(a) the --jobs settings run side by side (default 1,auto)")
     ap.add_argument("--slots", default="", help="(a) also run with timing.slots_per_host = K, for each K "
                                                 "(e.g. 2), the default --jobs for it")
+    ap.add_argument("--timing", action="append", metavar="'KEY = VALUE'",
+                    help="(a) also run with this [timing] line of the default conditions changed "
+                         "(e.g. 'lend_idle_slots = false'); repeatable")
     ap.add_argument("--arch", default="mbt2018-mean", help="(b) a CompressAI zoo name (not one bundled)")
     ap.add_argument("--before-sizes", default="1920x1080,3840x2160",
                     help="(b) resolutions at which the old way (a real call at one thread) is measured")

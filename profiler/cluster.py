@@ -77,7 +77,9 @@ class DaskSlotPool(LocalSlotPool):
     def __init__(self, slots_per_host: int = 1, threads: int = 1, cpus: tuple[int, ...] | None = None,
                  host: str | None = None):
         distributed = _distributed()
-        super().__init__(slots_per_host, threads, cpus)
+        # No lending of idle slots' cores: the other Dask workers of the host, whose timed phases take
+        # these slots, are not seen from this pool (its free list is not the host's).
+        super().__init__(slots_per_host, threads, cpus, lend_idle=False)
         self.host = host or socket.gethostname()
         self.slots = tuple(Slot(self.host, s.index, s.cores) for s in self.slots)
         self.neighbours = None      # what other Dask workers of the host run is not seen from here

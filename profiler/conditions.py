@@ -39,6 +39,7 @@ class TimingSpec:
     allow_tf32: bool = False
     min_gpu_memory: bool = False       # bisection on the allocator limit per model (memory.min_cuda_memory)
     slots_per_host: int = 1            # timed phases at once on one host, each on its own physical cores
+    lend_idle_slots: bool = True       # a free slot's cores run untimed work, taken back before a timed phase
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ TABLES = {
     "images": {"source", "builtin"},
     "counting": {"convention", "resolutions"},
     "timing": {"threads", "warmup", "repeats", "devices", "cudnn_benchmark", "allow_tf32", "min_gpu_memory",
-               "slots_per_host"},
+               "slots_per_host", "lend_idle_slots"},
     "worker": {"timeout_s", "memory_limit_mib"},
     "tasks": {"measure", "images", "repeats"},
     "rules": set(),  # an array of tables, checked by validate_rules
@@ -224,6 +225,7 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
     min_gpu_memory = get(tim, "min_gpu_memory", bool, path, "timing.min_gpu_memory", False)
     slots_per_host = positive(get(tim, "slots_per_host", int, path, "timing.slots_per_host", 1), path,
                               "timing.slots_per_host")
+    lend_idle_slots = get(tim, "lend_idle_slots", bool, path, "timing.lend_idle_slots", True)
 
     wrk = get(doc, "worker", dict, path, "worker", {})
     timeout_s = positive(get(wrk, "timeout_s", float, path, "worker.timeout_s", 1800.0), path, "worker.timeout_s")
@@ -245,7 +247,7 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
         counting=CountingSpec(convention=convention, resolutions=tuple(resolutions)),
         timing=TimingSpec(threads=threads, warmup=warmup, repeats=repeats, devices=tuple(devices),
                           cudnn_benchmark=cudnn_benchmark, allow_tf32=allow_tf32, min_gpu_memory=min_gpu_memory,
-                          slots_per_host=slots_per_host),
+                          slots_per_host=slots_per_host, lend_idle_slots=lend_idle_slots),
         worker=WorkerSpec(timeout_s=float(timeout_s), memory_limit_mib=mem),
         tasks=tasks,
         source=str(path),

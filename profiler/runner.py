@@ -652,7 +652,7 @@ def default_pool(cond: TestConditions) -> LocalSlotPool:
     """This machine's timing slots under `cond` (`timing.slots_per_host`, `timing.threads` cores each);
     bad conditions are bad input."""
     try:
-        return LocalSlotPool(cond.timing.slots_per_host, cond.timing.threads)
+        return LocalSlotPool(cond.timing.slots_per_host, cond.timing.threads, lend_idle=cond.timing.lend_idle_slots)
     except ValueError as exc:
         raise InputError("profile.toml", "timing.slots_per_host", str(exc)) from None
 
@@ -817,14 +817,16 @@ def _run_worker_with(sub: Submission, rate, cond: TestConditions, devices: list[
         env.setdefault("MKL_NUM_THREADS", str(cond.timing.threads))
         env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).resolve().parent.parent),
                                                         env.get("PYTHONPATH", "")] if p)
-        ex = run_limited("profiler.worker", [str(job_path), str(out_path)], timeout_s=cond.worker.timeout_s,
-                         memory_limit_mib=cond.worker.memory_limit_mib, rlimit_data=use_rlimit_data(devices),
-                         env=env, cwd=tmp, on_progress=on_progress, slot_fd=reply_r, paused_s=broker.paused_s,
-                         cpus=slots.untimed_cores, cancel=cancel, on_start=group.append)
+        try:
+            ex = run_limited("profiler.worker", [str(job_path), str(out_path)], timeout_s=cond.worker.timeout_s,
+                             memory_limit_mib=cond.worker.memory_limit_mib, rlimit_data=use_rlimit_data(devices),
+                             env=env, cwd=tmp, on_progress=on_progress, slot_fd=reply_r, paused_s=broker.paused_s,
+                             cpus=slots.untimed_cores, cancel=cancel, on_start=group.append)
+        finally:
+            if admitted:    # its group is gone: never re-pinned again (its number may be reused)
+                slots.leave(admitted[0])
         broker.release()
         lent = getattr(slots, "lend_idle", False)
-        if admitted:
-            slots.leave(admitted[0])
         worker_info = {"seed": seed, "limits": ex.limits, "returncode": ex.returncode,
                        "slots": broker.records(token), "cpus": list(slots.untimed_cores),
                        "lent_cores": sorted({c for s in slots.slots for c in s.cores}) if lent else None}

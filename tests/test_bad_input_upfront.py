@@ -119,6 +119,7 @@ CONFIG_CASES = [
     ("overshoot-nan", "[conditions]\nmax_rate_overshoot = nan\n", "conditions.max_rate_overshoot", "finite"),
     ("target-rate-inf", "[conditions]\ntarget_rates = [0.5, inf]\n", "conditions.target_rates[1]", "finite"),
     ("timing-unknown-key", "[timing]\nrepeets = 3\n", "timing.repeets", "unknown key"),
+    ("lend-idle-not-bool", "[timing]\nlend_idle_slots = 1\n", "timing.lend_idle_slots", "expected"),
     ("worker-unknown-key", "[worker]\ntimeout = 60\n", "worker.timeout", "unknown key"),
     ("unknown-table", "[timming]\nrepeats = 3\n", "timming", "unknown key"),
     ("conditions-unknown-key", "[conditions]\nrates = [0.5]\n", "conditions.rates", "unknown key"),
@@ -145,6 +146,7 @@ def test_known_checks_are_the_engines_checks():
 def test_the_shipped_profile_toml_still_loads():
     cond = load_conditions(ROOT / "profile.toml")
     assert len(cond.rules) == 15 and cond.worker.timeout_s == 1800.0   # 11 + the 4 of a delivery (verify)
+    assert cond.timing.lend_idle_slots is True and cond.timing.slots_per_host == 1
 
 
 def test_conditions_do_not_import_the_rules_engine():

@@ -108,8 +108,11 @@ def test_an_idle_slots_cores_are_lent_to_untimed_work_and_taken_back_before_its_
         slot = pool.acquire()                  # no longer a tenant: left as it was
         assert all(a == everything for a in affinities())
         pool.release(slot)
-        # Without lending nothing is widened.
-        quiet = LocalSlotPool(1, 1, lend_idle=False)
+        # Without lending (timing.lend_idle_slots = false) nothing is widened.
+        from profiler.conditions import TimingSpec
+        from profiler.runner import default_pool
+
+        quiet = default_pool(TestConditions(timing=TimingSpec(lend_idle_slots=False)))
         quiet.admit(proc.pid)
         assert not quiet.lend_idle and quiet.lendable() == tuple(sorted(untimed))
     finally:

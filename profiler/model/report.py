@@ -630,6 +630,7 @@ class TimingCond(Frozen):
     allow_tf32: bool = False
     min_gpu_memory: bool = False
     slots_per_host: int = 1
+    lend_idle_slots: bool = True
 
 
 class WorkerCond(Frozen):

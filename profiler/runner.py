@@ -44,7 +44,7 @@ from . import derive
 from .version import SCHEMA_VERSION, __version__
 from .model.io import read_report, write_report
 from .model.report import Environment, ErrorRecord, HostInfo, RateResult, Report, RunInfo, WorkerInfo
-from .slots import LocalSlotPool, SlotPool, SlotUse, WholeLifeSlot
+from .slots import LocalSlotPool, SlotPool, SlotUse, WholeLifeSlot, pin_process
 from .submission import Submission, files_fingerprint
 
 Progress = Callable[[str, dict], None]
@@ -79,7 +79,8 @@ OUTPUT_DRAIN_S = 0.5              # once the worker is gone, what is already in 
 #   the submission executes gets it; the target takes the number out of the environment itself) and
 #   closed in the watcher;
 # then the worker runs argv[1] (a module, or a .py file for tests) as __main__ with the remaining
-# arguments, and on its way out kills whatever it started that is still running.
+# arguments, and on its way out kills whatever it started that is still running and ends with the
+# target's exit status without the interpreter's teardown.
 _LAUNCHER = """
 import os, sys, resource, runpy, signal, time
 cpus = os.environ.pop("JPEGAI_WORKER_CPUS", "")
@@ -181,12 +182,18 @@ try:
 except (ValueError, OSError):
     pass
 target = sys.argv.pop(1)
+code = None
 try:
     if target.endswith(".py"):
         sys.argv[0] = target
         runpy.run_path(target, run_name="__main__")
     else:
         runpy.run_module(target, run_name="__main__", alter_sys=True)
+    code = 0
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if not isinstance(exc.code, (int, type(None))):
+        print(exc.code, file=sys.stderr)
 finally:
     try:
         import psutil
@@ -202,6 +209,15 @@ finally:
                 break
     except Exception:
         pass
+# The target ended (returned or exited): its result is on disk. The interpreter's own teardown (torch's
+# and the model's objects, ~1 s per rate point) is skipped; an uncaught exception still unwinds as usual.
+if code is not None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code & 0xFF)
 """
 
 # How every process a worker started is ended, as the report says (`worker.limits.processes_ended_by`).
@@ -970,6 +986,13 @@ def _with_rates(report: Report, rates: list[RateResult], **run) -> Report:
     return derive.with_summary(updated)
 
 
+def _own_cpus() -> tuple[int, ...]:
+    try:
+        return tuple(sorted(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return ()
+
+
 def overlapping_jobs(slots: SlotPool, jobs: int) -> int:
     """How many rate points may run at once under `slots` (profiler/slots.py): `jobs` where their untimed
     work has cores of its own, at most one per slot where each worker holds its slot for its whole life,
@@ -1043,10 +1066,16 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
             progress("rate_done", {"rate": rate.target_bpp, "status": "ok", "resumed": True})
         else:
             todo.append(idx)
+    # The runner's own threads (the workers' watchdogs poll every 50 ms) stay off the timing slots' cores.
+    runner_cpus = _own_cpus()
+    if getattr(slots, "can_overlap", False) and runner_cpus:
+        pin_process(slots.untimed_cores)
     try:
         _run_all(one, todo, jobs, cancel)
     finally:
         share_dir.cleanup()
+        if getattr(slots, "can_overlap", False) and runner_cpus:
+            pin_process(runner_cpus)
     report = state["report"]
 
     report = _with_rates(report, rates, state="complete")

@@ -171,9 +171,16 @@ def test_two_rate_points_at_once_time_alone_on_their_slot_and_give_the_serial_re
         pytest.skip("one core: rate points do not overlap")
     log = tmp_path / "calls.jsonl"
     monkeypatch.setenv("JPEGAI_TEST_THREADS_LOG", str(log))
-    report = runner.profile(sub, cond, tmp_path / "jobs2", [0, 1], ["cpu"], jobs=2, slots=pool)
+    import os
+
+    before = os.sched_getaffinity(0)
+    seen: list[set[int]] = []      # the runner's threads' CPUs while it runs (its progress callback's)
+    report = runner.profile(sub, cond, tmp_path / "jobs2", [0, 1], ["cpu"], jobs=2, slots=pool,
+                            progress=lambda kind, info: seen.append(os.sched_getaffinity(0)))
     assert all(r.ok for r in report.rates), [r.error for r in report.rates]
     slot_cores = list(pool.slots[0].cores)
+    assert seen and all(cpus == set(pool.untimed_cores) for cpus in seen)       # off the slot's core
+    assert os.sched_getaffinity(0) == before                                    # and given back after
     spans = []
     for pid, calls in _calls(log).items():
         picture = [c for c in calls if (c["h"], c["w"]) == (300, 451)]

@@ -69,7 +69,8 @@ def parser() -> ArgParser:
     p.add_argument("--repeats", type=int, default=1, help="timed runs per image (default 1)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="wall-clock limit per rate point's worker")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="rate points at once (default: timing.slots_per_host + 1 where a core is left beside them)")
+                   help="rate points at once (default: timing.slots_per_host + 1 where a core is left beside them, "
+                        "one per slot where the slots take every core)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 

@@ -31,7 +31,8 @@ def add_profile_options(p: ArgParser) -> None:
                    help="memory limit per worker, MiB (overrides worker.memory_limit_mib)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="rate points' workers at once (default: timing.slots_per_host + 1 where the machine has a "
-                        "core beside the timing slots, else 1); timed phases always run in the timing slots")
+                        "core beside the timing slots, one per slot where the slots take every core, else 1); "
+                        "timed phases always run in the timing slots")
     p.add_argument("--resume", action="store_true",
                    help="continue the report in --out: skip rate points already measured (only when the "
                         "submission's files and the test conditions are unchanged)")

@@ -374,8 +374,9 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
     (the runner's replies to its slot requests); the seconds `paused_s()` says it waited for a timing
     slot do not count against the timeout; `cpus` are the CPUs it starts on. When `cancel` is set (the
     profile is interrupted in another thread) the child is killed as on an interrupt, and
-    KeyboardInterrupt raised. `on_start(pid)` is called once the child runs (its pid is its process group). `wall_s` is the child's own lifetime: pipes still held by something it
-    started are not waited on. Never raises for anything the child does; an interrupt of the parent
+    KeyboardInterrupt raised. `on_start(pid)` is called once the child runs (its pid is its process
+    group). `wall_s` is the child's own lifetime: pipes still held by something it started are not
+    waited on. Never raises for anything the child does; an interrupt of the parent
     kills the child and its processes before propagating.
     """
     import psutil
@@ -587,6 +588,7 @@ class _SlotBroker:
         self.waited = 0.0
         self.waiting_since: float | None = None
         self.lock = threading.Lock()
+        self.group: int | None = None      # the worker's process group, once it runs (a lending pool's tenant)
 
     def request(self, phase: str) -> None:
         with self.lock:
@@ -607,6 +609,7 @@ class _SlotBroker:
                 return
             self.held = SlotUse(phase, slot, asked, now)
             self.uses.append(self.held)
+            self._holding(True)     # before the reply: from now on no lending moves it off the slot
         reply = {"host": slot.host, "index": slot.index, "cores": list(slot.cores),
                  "untimed_cores": list(self.pool.untimed_cores)}
         try:
@@ -618,8 +621,14 @@ class _SlotBroker:
         with self.lock:
             if self.held is not None:
                 self.held.released = time.monotonic()
+                self._holding(False)
                 self.pool.release(self.held.slot)
                 self.held = None
+
+    def _holding(self, held: bool) -> None:
+        mark = getattr(self.pool, "holding", None)
+        if mark is not None and self.group is not None and getattr(self.pool, "lend_idle", False):
+            mark(self.group, held)
 
     def paused_s(self) -> float:
         with self.lock:
@@ -768,6 +777,10 @@ def _run_worker_with(sub: Submission, rate, cond: TestConditions, devices: list[
     admitted: list[int] = []    # … once the slot pool lends it the idle slots' cores
     current: dict = {}
 
+    def started(pid: int) -> None:
+        group.append(pid)
+        broker.group = pid
+
     def on_progress(line: str) -> None:
         # Only the worker writes this pipe; still, an event is taken field by field, never passed on whole.
         try:
@@ -837,7 +850,7 @@ def _run_worker_with(sub: Submission, rate, cond: TestConditions, devices: list[
             ex = run_limited("profiler.worker", [str(job_path), str(out_path)], timeout_s=cond.worker.timeout_s,
                              memory_limit_mib=cond.worker.memory_limit_mib, rlimit_data=use_rlimit_data(devices),
                              env=env, cwd=tmp, on_progress=on_progress, slot_fd=reply_r, paused_s=broker.paused_s,
-                             cpus=slots.untimed_cores, cancel=cancel, on_start=group.append)
+                             cpus=slots.untimed_cores, cancel=cancel, on_start=started)
         finally:
             if admitted:    # its group is gone: never re-pinned again (its number may be reused)
                 slots.leave(admitted[0])

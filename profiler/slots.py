@@ -109,6 +109,7 @@ class LocalSlotPool:
         self._free = list(self.slots)
         self._cond = threading.Condition()
         self._tenants: set[int] = set()
+        self._holding: set[int] = set()     # tenants in a timed phase: pinned to their slot, never moved
 
     def lendable(self) -> tuple[int, ...]:
         """The cores untimed work may run on now: the untimed cores and, with `lend_idle`, the free slots'."""
@@ -121,8 +122,14 @@ class LocalSlotPool:
 
     def _apply(self) -> None:
         cores = self._lendable()
-        for group in list(self._tenants):
+        for group in list(self._tenants - self._holding):
             pin_group(group, cores)
+
+    def holding(self, group: int, held: bool) -> None:
+        """The worker `group` holds a slot (`held`, said before it is told to start its timed phase) or
+        gave it back (said before `release`): while it holds one it is left on its slot's cores."""
+        with self._cond:
+            (self._holding.add if held else self._holding.discard)(group)
 
     def admit(self, group: int) -> None:
         """A worker (the process group `group`) now on this host: its untimed work runs on `lendable()`."""
@@ -135,6 +142,7 @@ class LocalSlotPool:
     def leave(self, group: int) -> None:
         with self._cond:
             self._tenants.discard(group)
+            self._holding.discard(group)
 
     def acquire(self) -> Slot:
         with self._cond:

@@ -120,6 +120,67 @@ def test_an_idle_slots_cores_are_lent_to_untimed_work_and_taken_back_before_its_
         proc.wait()
 
 
+def test_lending_never_moves_a_worker_that_holds_a_slot(tmp_path, monkeypatch):
+    """Two slots and a core beside them: granting the second slot re-pins the other tenants, never the
+    worker in its timed phase on the first (it is `holding` from before it is told to start)."""
+    import profiler.slots as slots_mod
+
+    sysfs = _sysfs(tmp_path, {0: (0, 0), 1: (0, 1), 2: (0, 2)})
+    pool = LocalSlotPool(2, 1, cpus=(0, 1, 2), sysfs=sysfs)
+    assert [s.cores for s in pool.slots] == [(1,), (2,)] and pool.untimed_cores == (0,) and pool.lend_idle
+    pins: list[tuple[int, tuple[int, ...]]] = []
+    monkeypatch.setattr(slots_mod, "pin_group", lambda group, cores: pins.append((group, tuple(cores))))
+    a, b, c = 101, 202, 303
+    for g in (a, b, c):
+        pool.admit(g)
+    assert pins == [(g, (0, 1, 2)) for g in (a, b, c)]       # both slots free: every core
+    pins.clear()
+    first = pool.acquire()                                    # for a: everyone off slot 1
+    assert sorted(pins) == [(a, (0, 2)), (b, (0, 2)), (c, (0, 2))]
+    pool.holding(a, True)
+    pins.clear()
+    second = pool.acquire()                                   # for b: a, in its timed phase, is left alone
+    assert sorted(pins) == [(b, (0,)), (c, (0,))]
+    pool.holding(b, True)
+    pins.clear()
+    pool.holding(b, False)
+    pool.release(second)                                      # b's cores back to what is free; a still alone
+    assert sorted(pins) == [(b, (0, 2)), (c, (0, 2))]
+    pins.clear()
+    pool.holding(a, False)
+    pool.release(first)
+    assert sorted(pins) == [(a, (0, 1, 2)), (b, (0, 1, 2)), (c, (0, 1, 2))]
+    pool.leave(c)
+    pins.clear()
+    pool.release(pool.acquire())
+    assert {g for g, _ in pins} == {a, b}
+
+
+def test_the_runners_broker_marks_its_worker_holding_before_the_reply(tmp_path, monkeypatch):
+    import os
+
+    import profiler.slots as slots_mod
+    from profiler.runner import _SlotBroker
+
+    sysfs = _sysfs(tmp_path, {0: (0, 0), 1: (0, 1), 2: (0, 2)})
+    pool = LocalSlotPool(2, 1, cpus=(0, 1, 2), sysfs=sysfs)
+    monkeypatch.setattr(slots_mod, "pin_group", lambda group, cores: None)
+    r, w = os.pipe()
+    marked_at_reply = []
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: (marked_at_reply.append(77 in pool._holding), real_write(fd, data))[1])
+    broker = _SlotBroker(pool, w, lambda phase: None)
+    broker.group = 77
+    pool.admit(77)
+    broker.request("cpu")
+    with os.fdopen(r) as replies:
+        assert json.loads(replies.readline())["cores"] == [1]
+        assert marked_at_reply == [True]
+        broker.release()
+        assert 77 not in pool._holding
+    os.close(w)
+
+
 def test_acquire_blocks_until_the_slot_is_released(tmp_path):
     sysfs = _sysfs(tmp_path, {0: (0, 0), 1: (0, 1)})
     pool = LocalSlotPool(1, 1, cpus=(0, 1), sysfs=sysfs)

@@ -403,7 +403,7 @@ class WorkerInfo(Frozen):
     restarts: list[str] = Field(default_factory=list)   # verify: a worker died on an item, which one, why
     slots: list[SlotHold] = Field(default_factory=list)  # the timing slots its timed phases ran in
     cpus: list[int] | None = None       # the CPUs its untimed work ran on (the slots' cores excluded)
-    # the timing slots' cores its untimed work was also lent while no timed phase held them (slots.py)
+    # the timing slots' cores its untimed work could also run on while no timed phase held them (slots.py)
     lent_cores: list[int] | None = None
 
 

@@ -44,7 +44,7 @@ from . import derive
 from .version import SCHEMA_VERSION, __version__
 from .model.io import read_report, write_report
 from .model.report import Environment, ErrorRecord, HostInfo, RateResult, Report, RunInfo, WorkerInfo
-from .slots import LocalSlotPool, SlotPool, SlotUse, WholeLifeSlot, pin_process
+from .slots import LocalSlotPool, SlotPool, SlotUse, WholeLifeSlot, allowed_cpus, pin_process
 from .submission import Submission, files_fingerprint
 
 Progress = Callable[[str, dict], None]
@@ -999,13 +999,6 @@ def _with_rates(report: Report, rates: list[RateResult], **run) -> Report:
     return derive.with_summary(updated)
 
 
-def _own_cpus() -> tuple[int, ...]:
-    try:
-        return tuple(sorted(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return ()
-
-
 def overlapping_jobs(slots: SlotPool, jobs: int) -> int:
     """How many rate points may run at once under `slots` (profiler/slots.py): `jobs` where their untimed
     work has cores of its own, at most one per slot where each worker holds its slot for its whole life,
@@ -1080,7 +1073,7 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
         else:
             todo.append(idx)
     # The runner's own threads (the workers' watchdogs poll every 50 ms) stay off the timing slots' cores.
-    runner_cpus = _own_cpus()
+    runner_cpus = allowed_cpus()
     if getattr(slots, "can_overlap", False) and runner_cpus:
         pin_process(slots.untimed_cores)
     try:

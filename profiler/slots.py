@@ -257,12 +257,10 @@ def pin_group(group: int, cores: tuple[int, ...] | list[int], proc: Path = Path(
         return 0
     for pid in entries:
         try:
-            stat = (proc / pid / "stat").read_text()
-            # pid (comm) state ppid pgrp …: comm may hold spaces and parentheses, so split after the last ')'
-            if int(stat.rsplit(")", 1)[1].split()[2]) != group:
+            if os.getpgid(int(pid)) != group:
                 continue
             tids = os.listdir(proc / pid / "task")
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue
         for tid in tids:
             try:

@@ -131,11 +131,13 @@ def _json_default(value):
 
 def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: int,
                  baseline_mib: float | None = None, cuda_note: tuple[str, str] | None = None,
-                 share_dir: str | None = None) -> dict:
+                 share_dir: str | None = None, bitstreams: dict[str, bytes] | None = None) -> dict:
     """One task at one rate point: a `TaskRate` dict. The submission's failures (its build_task, its
     decode_latents, its task network) are the task's error; the rate point's own figures are untouched.
     With `share_dir`, the anchors' pipelines on the original picture are shared across the profile's rate
-    points (`_shared_original`)."""
+    points (`_shared_original`). `bitstreams` (picture name → the rate point's own bitstream of that picture,
+    from its counted run) are decoded instead of encoding the picture again, where the task codes the
+    picture itself (not super-resolution's quarter picture): the encode is not part of any pipeline."""
     out: dict[str, Any] = {"name": task.name, "kind": task.kind, "entry": task.entry, "pictures": [],
                            "not_measured": {}}
     if cuda_note is not None:
@@ -179,7 +181,9 @@ def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: i
             for img in images:
                 x = img.tensor("cpu")
                 src = downscale(x, SR_SCALE) if task.kind == "super-resolution" else x
-                bits = bytes(_submission_call("encode", codec.encode, src))
+                bits = (bitstreams or {}).get(img.name) if task.kind != "super-resolution" else None
+                if bits is None:
+                    bits = bytes(_submission_call("encode", codec.encode, src))
                 ch, cw = src.shape[-2:]
                 pixels = (ch * SR_SCALE) * (cw * SR_SCALE) if task.kind == "super-resolution" else ch * cw
 
@@ -230,8 +234,8 @@ def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: i
 
 
 def measure_tasks(codec, sub, rate, images: list, cond, baseline_mib: float | None = None,
-                  gpu_note: tuple[str, str] | None = None, share_dir: str | None = None
-                  ) -> tuple[list[dict], dict[str, tuple[str, str]]]:
+                  gpu_note: tuple[str, str] | None = None, share_dir: str | None = None,
+                  bitstreams: dict[str, bytes] | None = None) -> tuple[list[dict], dict[str, tuple[str, str]]]:
     """Every task of the submission at this rate point: (TaskRate dicts, the rate point's not-measured
     entries). Nothing when the submission declares no task; "not requested" when [tasks] measure = false."""
     if not sub.tasks:
@@ -240,4 +244,4 @@ def measure_tasks(codec, sub, rate, images: list, cond, baseline_mib: float | No
         return [], {"tasks": ("not-requested", "[tasks] measure = false in the test conditions")}
     pictures = list(images)[: cond.tasks.images]
     return [measure_task(codec, t, rate, sub.manifest, pictures, cond.tasks.repeats, baseline_mib, gpu_note,
-                         share_dir) for t in sub.tasks], {}
+                         share_dir, bitstreams) for t in sub.tasks], {}

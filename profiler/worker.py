@@ -927,6 +927,7 @@ def run_job(job: dict) -> RateResult:
             and not getattr(codec, "runs_as_program", False) and delivery is None
         recordings: dict[str, dict] = {}
         pending: list[tuple[TestImage, dict]] = []
+        own_bitstreams: dict[str, bytes] = {}    # the counted runs' bitstreams, decoded again by the tasks
         tasks_note = (("not-requested", "not requested: --device cpu") if not cuda_requested else
                       ("no-device", "no CUDA device") if not cuda_seen else
                       ("not-available", "task pipelines are timed on the CPU only"))
@@ -956,6 +957,7 @@ def run_job(job: dict) -> RateResult:
                     _write_delivery(Path(write_dir), rate.target_bpp, img, extra)
                 pictures.append(picture)
                 pending.append((img, extra["pending"]))
+                own_bitstreams[img.name] = extra["own_bits"]
                 if extra.get("recording"):
                     recordings[img.name] = extra["recording"]
             _emit(event="step", part="done")
@@ -964,7 +966,7 @@ def run_job(job: dict) -> RateResult:
                 # (profiler/tasks.py).
                 _emit(event="tasks")
                 got["tasks"], nm = measure_tasks(codec, sub, rate, images, cond, baseline_mib, gpu_note=tasks_note,
-                                                 share_dir=job.get("share_dir"))
+                                                 share_dir=job.get("share_dir"), bitstreams=own_bitstreams)
                 missing.update(nm)
         if delivery is not None:
             got["verification"] = items

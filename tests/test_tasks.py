@@ -452,3 +452,35 @@ def test_profile_shows_the_tasks_table_and_records_the_figures(tmp_path):
     assert (q["coded_width"], q["coded_height"]) == (112, 75) and q["output_pixels"] == 448 * 300
     md = (tmp_path / "table.md").read_text()
     assert "## Compressed-domain tasks" in md and "lanczos3-x4" in md
+
+
+def test_the_rate_points_own_bitstream_is_decoded_not_encoded_again():
+    """With the counted run's bitstreams, a task that codes the picture itself encodes nothing; the
+    super-resolution task codes the quarter picture, so it still encodes (that picture only)."""
+    sub, rate, codec = latent_setup()
+    pic = picture()
+    with torch.no_grad():
+        own = bytes(codec.encode(pic.tensor("cpu")))
+    calls = []
+
+    class Counting:
+        def __init__(self, inner):
+            self._inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+        def encode(self, x):
+            calls.append(tuple(x.shape[-2:]))
+            return self._inner.encode(x)
+
+    wrapped = Counting(codec)
+    given = measure_task(wrapped, sub.tasks[0], rate, sub.manifest, [pic], repeats=1, bitstreams={"p": own})
+    assert calls == []
+    fresh = measure_task(codec, sub.tasks[0], rate, sub.manifest, [pic], repeats=1)
+    g, f = given["pictures"][0], fresh["pictures"][0]
+    assert g["bytes"] == len(own) == f["bytes"]
+    assert g["latent"]["macs"] == f["latent"]["macs"] == 161_440
+    assert g["anchors"]["resnet50"]["decoded"]["macs"] == f["anchors"]["resnet50"]["decoded"]["macs"]
+    measure_task(wrapped, sub.tasks[1], rate, sub.manifest, [pic], repeats=1, bitstreams={"p": own})
+    assert calls == [(10, 14)]      # the 40×56 picture's quarter, encoded for super-resolution

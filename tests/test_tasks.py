@@ -481,6 +481,8 @@ def test_the_rate_points_own_bitstream_is_decoded_not_encoded_again():
     g, f = given["pictures"][0], fresh["pictures"][0]
     assert g["bytes"] == len(own) == f["bytes"]
     assert g["latent"]["macs"] == f["latent"]["macs"] == 161_440
+    # g_s (transposed conv 8→3 k4 s4 on 10×14) + ResNet-50 at 224, as in the pipelines' test above
+    assert g["anchors"]["resnet50"]["decoded"]["macs"] == 140 * 8 * 3 * 16 + 4_089_184_256
     assert g["anchors"]["resnet50"]["decoded"]["macs"] == f["anchors"]["resnet50"]["decoded"]["macs"]
     measure_task(wrapped, sub.tasks[1], rate, sub.manifest, [pic], repeats=1, bitstreams={"p": own})
     assert calls == [(10, 14)]      # the 40×56 picture's quarter, encoded for super-resolution

@@ -132,7 +132,7 @@ def test_peak_rss_per_call_shows_known_allocations():
 
 @pytest.mark.slow
 def test_worker_isolation_between_rate_points(tmp_path):
-    """tests/codecs/leaky keeps a global encode count and leaks 32 MiB per encode."""
+    """tests/codecs/leaky keeps a global encode count and leaks 256 MiB per encode."""
     sub = load_submission(CODECS / "leaky")
     report = runner.profile(sub, conditions(repeats=2, warmup=1), tmp_path, [0, 1], ["cpu"])
     a, b = report.rates
@@ -141,6 +141,11 @@ def test_worker_isolation_between_rate_points(tmp_path):
     # In a shared process the second rate point's would be 4 + 3 (1 counted + 0 warm-up + 2 timed).
     assert a.images[0].bytes == b.images[0].bytes == 4
     assert a.worker.pid != b.worker.pid
-    # Each worker leaks 3 × 32 MiB; a shared process would end the second rate point 96 MiB higher.
-    assert abs(a.worker.peak_rss_mib - b.worker.peak_rss_mib) < 32
-    assert abs(a.worker.model_loaded_rss_mib - b.worker.model_loaded_rss_mib) < 32
+    # Each worker leaks 3 × 256 MiB, and its peak shows it; a shared process would start the second
+    # rate point 768 MiB higher. The bound is half of that: two fresh workers' RSS differ by up to
+    # ~50 MiB on their own (allocator, import order), which a 32 MiB leak could not be told from.
+    leaked = 3 * 256
+    for r in (a, b):
+        assert r.worker.peak_rss_mib - r.worker.model_loaded_rss_mib >= leaked - 1
+    assert abs(a.worker.peak_rss_mib - b.worker.peak_rss_mib) < leaked / 2
+    assert abs(a.worker.model_loaded_rss_mib - b.worker.model_loaded_rss_mib) < leaked / 2

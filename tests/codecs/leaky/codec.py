@@ -1,6 +1,6 @@
 """A codec that leaks state between calls through module globals: what worker isolation must contain.
 
-Every encode appends a 32 MiB block (written) to a module-level list and writes into the bitstream one
+Every encode appends a 256 MiB block (written) to a module-level list and writes into the bitstream one
 byte per encode this *process* has run before it. In a fresh worker per rate point the first encode of
 every rate point returns 4 + 0 bytes and each worker leaks the same; sharing a process would make the
 second rate point's first bitstream longer and its worker's memory larger.
@@ -17,7 +17,7 @@ import torch
 import yaml  # noqa: F401  (imported for the fingerprint test)
 from torch import nn
 
-LEAK_MIB = 32
+LEAK_MIB = 256  # far above the ~50 MiB RSS spread between two fresh workers
 _LEAK: list[np.ndarray] = []
 _ENCODES = 0
 

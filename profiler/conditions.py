@@ -46,6 +46,7 @@ class TimingSpec:
 class WorkerSpec:
     timeout_s: float = 1800.0
     memory_limit_mib: int = 16384
+    zygote: bool = True                # fork workers from a process that imported torch and the suite once
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ TABLES = {
     "counting": {"convention", "resolutions"},
     "timing": {"threads", "warmup", "repeats", "devices", "cudnn_benchmark", "allow_tf32", "min_gpu_memory",
                "slots_per_host", "lend_idle_slots"},
-    "worker": {"timeout_s", "memory_limit_mib"},
+    "worker": {"timeout_s", "memory_limit_mib", "zygote"},
     "tasks": {"measure", "images", "repeats"},
     "rules": set(),  # an array of tables, checked by validate_rules
 }
@@ -231,6 +232,7 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
     timeout_s = positive(get(wrk, "timeout_s", float, path, "worker.timeout_s", 1800.0), path, "worker.timeout_s")
     mem = positive(get(wrk, "memory_limit_mib", int, path, "worker.memory_limit_mib", 16384),
                    path, "worker.memory_limit_mib")
+    zygote = get(wrk, "zygote", bool, path, "worker.zygote", True)
 
     tsk = get(doc, "tasks", dict, path, "tasks", {})
     tasks = TasksSpec(measure=get(tsk, "measure", bool, path, "tasks.measure", True),
@@ -248,7 +250,7 @@ def load_conditions(path: Path | str | None = None) -> TestConditions:
         timing=TimingSpec(threads=threads, warmup=warmup, repeats=repeats, devices=tuple(devices),
                           cudnn_benchmark=cudnn_benchmark, allow_tf32=allow_tf32, min_gpu_memory=min_gpu_memory,
                           slots_per_host=slots_per_host, lend_idle_slots=lend_idle_slots),
-        worker=WorkerSpec(timeout_s=float(timeout_s), memory_limit_mib=mem),
+        worker=WorkerSpec(timeout_s=float(timeout_s), memory_limit_mib=mem, zygote=zygote),
         tasks=tasks,
         source=str(path),
         rules=tuple(rules),

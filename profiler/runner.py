@@ -46,6 +46,7 @@ from .model.io import read_report, write_report
 from .model.report import Environment, ErrorRecord, HostInfo, RateResult, Report, RunInfo, WorkerInfo
 from .slots import LocalSlotPool, SlotPool, SlotUse, WholeLifeSlot, allowed_cpus, pin_process
 from .submission import Submission, files_fingerprint
+from .zygote import Zygote, ZygoteChild
 
 Progress = Callable[[str, dict], None]
 
@@ -239,6 +240,7 @@ class WorkerExit:
     memory_exceeded_mib: float | None = None   # the RSS at which the watchdog killed it
     stderr_tail: str = ""
     limits: dict = field(default_factory=dict)  # what was enforced, for the report
+    started_from: str = "fresh interpreter"      # or "zygote"
 
 
 def use_rlimit_data(devices: list[str]) -> bool:
@@ -362,8 +364,8 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
                 env: dict | None = None, cwd: str | Path | None = None,
                 on_progress: Callable[[str], None] = lambda line: None, slot_fd: int | None = None,
                 paused_s: Callable[[], float] = lambda: 0.0, cpus: tuple[int, ...] | None = None,
-                cancel: threading.Event | None = None, on_start: Callable[[int], None] = lambda pid: None
-                ) -> WorkerExit:
+                cancel: threading.Event | None = None, on_start: Callable[[int], None] = lambda pid: None,
+                zygote: Zygote | None = None) -> WorkerExit:
     """Run `python -m target args` (or a .py file) in its own process group under the limits.
 
     The child's stdout and stderr are one captured stream (its last lines are `stderr_tail`); progress
@@ -377,7 +379,9 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
     KeyboardInterrupt raised. `on_start(pid)` is called once the child runs (its pid is its process
     group). `wall_s` is the child's own lifetime: pipes still held by something it started are not
     waited on. Never raises for anything the child does; an interrupt of the parent
-    kills the child and its processes before propagating.
+    kills the child and its processes before propagating. With `zygote` (profiler/zygote.py) the child is
+    forked from it, with the same launcher, environment and pipes; where it cannot serve, a fresh
+    interpreter is started as without.
     """
     import psutil
     import selectors
@@ -409,9 +413,11 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
     env[PROGRESS_FD_ENV] = str(progress_w)
     t0 = time.perf_counter()
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=env, cwd=cwd, start_new_session=True,
-                                pass_fds=(progress_w,) + ((slot_fd,) if slot_fd is not None else ()))
+        proc = _from_zygote(zygote, [target, *args], env, cwd, progress_w, slot_fd) if zygote is not None else None
+        if proc is None:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    env=env, cwd=cwd, start_new_session=True,
+                                    pass_fds=(progress_w,) + ((slot_fd,) if slot_fd is not None else ()))
     except BaseException:
         os.close(progress_r)
         os.close(progress_w)
@@ -489,7 +495,26 @@ def run_limited(target: str, args: list[str], *, timeout_s: float, memory_limit_
             os.close(progress_r)
             proc.stdout.close()
     return WorkerExit(returncode=proc.returncode, wall_s=wall_s, timed_out=timed_out,
-                      memory_exceeded_mib=exceeded, stderr_tail="\n".join(stderr_tail), limits=limits)
+                      memory_exceeded_mib=exceeded, stderr_tail="\n".join(stderr_tail), limits=limits,
+                      started_from="zygote" if isinstance(proc, ZygoteChild) else "fresh interpreter")
+
+
+def _from_zygote(zygote: Zygote, argv: list[str], env: dict, cwd, progress_w: int, slot_fd: int | None):
+    """The launcher forked from the zygote with the pipes Popen would have passed, or None."""
+    out_r, out_w = os.pipe()
+    try:
+        proc = zygote.spawn(_LAUNCHER, argv, env, cwd, out_w, {PROGRESS_FD_ENV: progress_w,
+                                                               **({SLOT_FD_ENV: slot_fd} if slot_fd is not None else {})})
+    except BaseException:
+        os.close(out_r)
+        raise
+    finally:
+        os.close(out_w)
+    if proc is None:
+        os.close(out_r)
+        return None
+    proc.stdout = os.fdopen(out_r, "rb", buffering=0)
+    return proc
 
 
 def _signal_name(num: int) -> str:
@@ -684,8 +709,10 @@ def default_pool(cond: TestConditions) -> LocalSlotPool:
 
 def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
              progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None,
-             slots: SlotPool | None = None, cancel: threading.Event | None = None) -> RateResult:
-    """One rate point in a fresh worker process under the limits of `cond.worker`.
+             slots: SlotPool | None = None, cancel: threading.Event | None = None,
+             zygote: Zygote | None = None) -> RateResult:
+    """One rate point in a fresh worker process under the limits of `cond.worker` (forked from `zygote`
+    where given, profiler/zygote.py).
 
     `job_extra` is added to the worker's job: `delivery` (verify: the rate's bitstream and decoded-picture
     folders; see `run_delivery_rate`) or `write_bitstreams` (a folder to write the delivery layout into).
@@ -693,15 +720,16 @@ def run_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: li
     records the machine it ran on (`host`: where this function runs, a Dask worker's host on a cluster)."""
     slots = default_pool(cond) if slots is None else slots
     if job_extra and job_extra.get("delivery") is not None:
-        result = run_delivery_rate(sub, rate_index, cond, devices, progress, seed, job_extra, slots, cancel)
+        result = run_delivery_rate(sub, rate_index, cond, devices, progress, seed, job_extra, slots, cancel, zygote)
     else:
-        result = _run_worker(sub, rate_index, cond, devices, progress, seed, job_extra, slots, cancel)[0]
+        result = _run_worker(sub, rate_index, cond, devices, progress, seed, job_extra, slots, cancel, zygote)[0]
     return result.model_copy(update={"host": HostInfo.model_validate(host_fingerprint())})
 
 
 def run_delivery_rate(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
                       progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None,
-                      slots: SlotPool | None = None, cancel: threading.Event | None = None) -> RateResult:
+                      slots: SlotPool | None = None, cancel: threading.Event | None = None,
+                      zygote: Zygote | None = None) -> RateResult:
     """A delivery's rate point (verify): a worker that dies on one item fails that item only.
 
     The worker appends each finished item to a file that outlives it (`delivery.partial`, JSON lines).
@@ -719,7 +747,7 @@ def run_delivery_rate(sub: Submission, rate_index: int, cond: TestConditions, de
         while True:
             delivery = {**job_extra["delivery"], "partial": str(partial), "failed": failed}
             result, item, ex = _run_worker(sub, rate_index, cond, devices, progress, seed,
-                                           {**job_extra, "delivery": delivery}, slots, cancel)
+                                           {**job_extra, "delivery": delivery}, slots, cancel, zygote)
             if item is None or item["name"] in failed[item["phase"]]:
                 break
             where = ITEM_STEPS.get(item.get("step") or "", "the measurement of this item")
@@ -734,8 +762,8 @@ def run_delivery_rate(sub: Submission, rate_index: int, cond: TestConditions, de
 
 def _run_worker(sub: Submission, rate_index: int, cond: TestConditions, devices: list[str],
                 progress: Progress = _no_progress, seed: int = 0, job_extra: dict | None = None,
-                slots: SlotPool | None = None, cancel: threading.Event | None = None
-                ) -> tuple[RateResult, dict | None, WorkerExit]:
+                slots: SlotPool | None = None, cancel: threading.Event | None = None,
+                zygote: Zygote | None = None) -> tuple[RateResult, dict | None, WorkerExit]:
     """One worker: (its RateResult or the failed one, the item it was on when it died without a result
     ({"name", "phase": cpu|cuda, "step"}, else None), how it exited). Its untimed work runs on the
     pool's untimed cores, each timed phase in one of its slots."""
@@ -746,7 +774,7 @@ def _run_worker(sub: Submission, rate_index: int, cond: TestConditions, devices:
         slot = slots.acquire()
         try:
             return _run_worker(sub, rate_index, cond, devices, progress, seed, job_extra,
-                               WholeLifeSlot(slot, slots.neighbours), cancel)
+                               WholeLifeSlot(slot, slots.neighbours), cancel, zygote)
         finally:
             slots.release(slot)
     reply_r, reply_w = os.pipe()
@@ -756,7 +784,7 @@ def _run_worker(sub: Submission, rate_index: int, cond: TestConditions, devices:
     token = nb.start(rate.target_bpp) if nb is not None else None
     try:
         return _run_worker_with(sub, rate, cond, devices, progress, seed, job_extra, slots, broker, reply_r, token,
-                                cancel)
+                                cancel, zygote)
     finally:
         broker.close()
         if token is not None:
@@ -768,9 +796,21 @@ def _run_worker(sub: Submission, rate_index: int, cond: TestConditions, devices:
                 pass
 
 
+def worker_env(cond: TestConditions) -> dict:
+    """The environment a worker (and the zygote it is forked from) starts with."""
+    env = dict(os.environ)
+    # The worker sets torch's intra-op threads itself; keep OpenMP/MKL from starting more.
+    env.setdefault("OMP_NUM_THREADS", str(cond.timing.threads))
+    env.setdefault("MKL_NUM_THREADS", str(cond.timing.threads))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).resolve().parent.parent),
+                                                    env.get("PYTHONPATH", "")] if p)
+    return env
+
+
 def _run_worker_with(sub: Submission, rate, cond: TestConditions, devices: list[str], progress: Progress,
                      seed: int, job_extra: dict | None, slots: SlotPool, broker: _SlotBroker, reply_r: int,
-                     token: int | None, cancel: threading.Event | None) -> tuple[RateResult, dict | None, WorkerExit]:
+                     token: int | None, cancel: threading.Event | None, zygote: Zygote | None = None
+                     ) -> tuple[RateResult, dict | None, WorkerExit]:
     rate_index = rate.index
     last_event: list[str] = []
     group: list[int] = []       # the worker's process group (the launcher's pid), once started
@@ -840,23 +880,19 @@ def _run_worker_with(sub: Submission, rate, cond: TestConditions, devices: list[
         job_path.write_text(json.dumps({"submission": str(sub.directory), "rate_index": rate_index,
                                         "conditions": cond.to_dict(), "devices": devices, "seed": seed,
                                         **(job_extra or {})}))
-        env = dict(os.environ)
-        # The worker sets torch's intra-op threads itself; keep OpenMP/MKL from starting more.
-        env.setdefault("OMP_NUM_THREADS", str(cond.timing.threads))
-        env.setdefault("MKL_NUM_THREADS", str(cond.timing.threads))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).resolve().parent.parent),
-                                                        env.get("PYTHONPATH", "")] if p)
+        env = worker_env(cond)
         try:
             ex = run_limited("profiler.worker", [str(job_path), str(out_path)], timeout_s=cond.worker.timeout_s,
                              memory_limit_mib=cond.worker.memory_limit_mib, rlimit_data=use_rlimit_data(devices),
                              env=env, cwd=tmp, on_progress=on_progress, slot_fd=reply_r, paused_s=broker.paused_s,
-                             cpus=slots.untimed_cores, cancel=cancel, on_start=started)
+                             cpus=slots.untimed_cores, cancel=cancel, on_start=started, zygote=zygote)
         finally:
             if admitted:    # its group is gone: never re-pinned again (its number may be reused)
                 slots.leave(admitted[0])
         broker.release()
         lent = getattr(slots, "lend_idle", False)
         worker_info = {"seed": seed, "limits": ex.limits, "returncode": ex.returncode,
+                       "started_from": ex.started_from,
                        "slots": broker.records(token), "cpus": list(slots.untimed_cores),
                        "lent_cores": sorted({c for s in slots.slots for c in s.cores}) if lent else None}
         if out_path.is_file() and not ex.timed_out and ex.memory_exceeded_mib is None and ex.returncode == 0:
@@ -1054,7 +1090,7 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
             # their resolution counts and cross-check instead of repeating them (counting/reuse.py).
             extra = {**((job_extra or {}).get(idx) or {}), "earlier": earlier_entries(rates), "share_dir": share}
         result = run_rate(sub, idx, cond, devices, _locked(progress, lock), seed=seed, job_extra=extra,
-                          slots=slots, cancel=cancel)
+                          slots=slots, cancel=cancel, zygote=zygote)
         with lock:
             rates.append(result)
             state["report"] = _with_rates(state["report"], rates)
@@ -1076,9 +1112,13 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
     runner_cpus = allowed_cpus()
     if getattr(slots, "can_overlap", False) and runner_cpus:
         pin_process(slots.untimed_cores)
+    # Started here, by the thread that runs the whole profile: its parent-death signal follows this thread.
+    zygote = Zygote(worker_env(cond)) if cond.worker.zygote and todo else None
     try:
         _run_all(one, todo, jobs, cancel)
     finally:
+        if zygote is not None:
+            zygote.close()
         share_dir.cleanup()
         if getattr(slots, "can_overlap", False) and runner_cpus:
             pin_process(runner_cpus)

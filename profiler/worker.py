@@ -554,12 +554,39 @@ def _gpu_phase(codec, build, rate, images: list[TestImage], cond: TestConditions
     return out, missing
 
 
+# What the suite's own steps import on first use: the first dispatch-mode count (torch._dynamo, sympy,
+# mpmath: ~1.5 s, ~170 MiB of RSS on torch 2.14), the quality metrics' packages (piq, pyiqa's metric
+# module, vmaf-torch, psnr-hvsm, scipy, torchvision, pytorch-msssim) and the cross-check's counters.
+SUITE_MODULES = ("torch._dynamo", "pytorch_msssim", "fvcore.nn", "ptflops", "ptflops.pytorch_engine",
+                 "ptflops.aten_engine")
+
+
+def suite_imports() -> None:
+    """Import what the suite's own steps import on first use (`SUITE_MODULES`, the available metrics'),
+    running no tensor operation: the zygote does it once before it forks any worker (profiler/zygote.py),
+    a fresh worker in `_warm_suite`. A package that is not installed is left to the step that needs it
+    (it reports why)."""
+    import importlib
+
+    from . import metrics
+
+    for name in SUITE_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:   # noqa: BLE001 — its step says what is missing
+            pass
+    for m in metrics.METRICS:
+        metrics.unavailable(m.key)
+
+
 def _warm_suite() -> None:
     """Pay the suite's own one-time costs before the worker's memory baseline is taken.
 
-    The first dispatch-mode count imports sympy/mpmath and more (~170 MiB of RSS measured on torch
-    2.14): that is the suite's, not the codec's, and must not show up as memory the decoder needs.
+    Its imports (`suite_imports`) and the first dispatch-mode count are the suite's, not the codec's:
+    their memory must not show up as memory the codec needs, in the first picture's calls or (the
+    metrics' packages, imported after that picture's counted decode) in every later one.
     """
+    suite_imports()
     with torch.no_grad():
         count_call(lambda: torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 3, 3)) + 1,
                    roots={}, root_name="warm-up")

@@ -22,7 +22,8 @@ LAYERS: list[tuple[str, ...]] = [
      "profiler.anchors", "profiler.untimed", "profiler.tasks"),
     ("profiler.derive", "profiler.bdrate"),
     ("profiler.compliance", "profiler.render", "profiler.aggregation", "profiler.performance", "profiler.zoo"),
-    ("profiler.runner", "profiler.worker", "profiler.slots", "profiler.anchor_delivery", "profiler.cluster"),
+    ("profiler.runner", "profiler.worker", "profiler.slots", "profiler.anchor_delivery", "profiler.cluster",
+     "profiler.zygote"),
     ("profiler.cli", "profiler.__main__", "profiler"),
 ]
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from profiler.runner import failure_reason, run_limited
+from profiler.conditions import TestConditions
+from profiler.runner import failure_reason, run_limited, worker_env
+from profiler.zygote import Zygote
 
 from conftest import SMOKE_CONFIG, CODECS, run_cli
 
@@ -23,13 +25,30 @@ def _script(tmp_path: Path, body: str) -> str:
     return str(path)
 
 
-def _run(tmp_path, body, timeout_s=30.0, memory_limit_mib=4096, rlimit_data=True):
-    return run_limited(_script(tmp_path, body), [], timeout_s=timeout_s, memory_limit_mib=memory_limit_mib,
-                       rlimit_data=rlimit_data, cwd=tmp_path)
+@pytest.fixture(scope="module")
+def zygote():
+    z = Zygote(worker_env(TestConditions()))
+    assert z.ready()
+    yield z
+    z.close()
 
 
-def test_clean_exit_and_stderr_tail(tmp_path):
-    ex = _run(tmp_path, """
+@pytest.fixture(params=["fresh interpreter", "zygote"])
+def start(request):
+    """Each limit holds for a worker started either way: a fresh interpreter, or forked from the zygote
+    (profiler/zygote.py); `start` is None for the first, the zygote for the second."""
+    return request.getfixturevalue("zygote") if request.param == "zygote" else None
+
+
+def _run(tmp_path, body, timeout_s=30.0, memory_limit_mib=4096, rlimit_data=True, start=None):
+    ex = run_limited(_script(tmp_path, body), [], timeout_s=timeout_s, memory_limit_mib=memory_limit_mib,
+                     rlimit_data=rlimit_data, cwd=tmp_path, zygote=start)
+    assert ex.started_from == ("zygote" if start is not None else "fresh interpreter")
+    return ex
+
+
+def test_clean_exit_and_stderr_tail(tmp_path, start):
+    ex = _run(tmp_path, start=start, body="""
         import sys
         for i in range(100):
             print(f"line {i}", file=sys.stderr)
@@ -39,8 +58,8 @@ def test_clean_exit_and_stderr_tail(tmp_path):
     assert ex.stderr_tail.splitlines() == [f"line {i}" for i in range(60, 100)]
 
 
-def test_segfault_recorded_with_python_stack(tmp_path):
-    ex = _run(tmp_path, """
+def test_segfault_recorded_with_python_stack(tmp_path, start):
+    ex = _run(tmp_path, start=start, body="""
         import ctypes
         def deep_in_the_codec():
             ctypes.string_at(0)          # reads address 0: SIGSEGV
@@ -53,14 +72,14 @@ def test_segfault_recorded_with_python_stack(tmp_path):
     assert kind == "crash" and reason == "worker crashed during image coffee: SIGSEGV (segmentation fault)"
 
 
-def test_abort_recorded(tmp_path):
-    ex = _run(tmp_path, "import os\nos.abort()\n")
+def test_abort_recorded(tmp_path, start):
+    ex = _run(tmp_path, start=start, body="import os\nos.abort()\n")
     assert ex.returncode == -6
     assert failure_reason(ex, None) == ("crash", "worker crashed before the submission was loaded: SIGABRT (abort)")
 
 
-def test_hang_is_killed_at_the_timeout(tmp_path):
-    ex = _run(tmp_path, """
+def test_hang_is_killed_at_the_timeout(tmp_path, start):
+    ex = _run(tmp_path, start=start, body="""
         import time, sys
         print("started", file=sys.stderr, flush=True)
         time.sleep(600)
@@ -72,9 +91,9 @@ def test_hang_is_killed_at_the_timeout(tmp_path):
     assert "timed out after 1.5 s during image chelsea" in failure_reason(ex, "image chelsea")[1]
 
 
-def test_rss_watchdog_kills_memory_rlimit_data_does_not_count(tmp_path):
+def test_rss_watchdog_kills_memory_rlimit_data_does_not_count(tmp_path, start):
     # Shared anonymous memory is not counted by RLIMIT_DATA; the resident-set watchdog catches it.
-    ex = _run(tmp_path, """
+    ex = _run(tmp_path, start=start, body="""
         import mmap, time
         m = mmap.mmap(-1, 400 * 1024 * 1024, flags=mmap.MAP_SHARED)
         for off in range(0, len(m), 4096):
@@ -87,8 +106,8 @@ def test_rss_watchdog_kills_memory_rlimit_data_does_not_count(tmp_path):
     assert kind == "memory" and "> 150 MiB" in reason and "during build" in reason
 
 
-def test_rlimit_data_fails_the_allocation_inside_the_child(tmp_path):
-    ex = _run(tmp_path, """
+def test_rlimit_data_fails_the_allocation_inside_the_child(tmp_path, start):
+    ex = _run(tmp_path, start=start, body="""
         try:
             block = bytearray(600 * 1024 * 1024)
         except MemoryError:
@@ -98,9 +117,9 @@ def test_rlimit_data_fails_the_allocation_inside_the_child(tmp_path):
     assert ex.limits["memory_enforced_by"] == ["RLIMIT_DATA", "RSS watchdog"]
 
 
-def test_children_of_the_worker_are_killed_with_it(tmp_path):
+def test_children_of_the_worker_are_killed_with_it(tmp_path, start):
     pidfile = tmp_path / "grandchild.pid"
-    ex = _run(tmp_path, f"""
+    ex = _run(tmp_path, start=start, body=f"""
         import subprocess, sys, time
         p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         open({str(pidfile)!r}, "w").write(str(p.pid))
@@ -209,9 +228,9 @@ SPAWN = """
 
 
 @pytest.mark.parametrize("end", ["sys.exit(0)", "os._exit(0)", "time.sleep(60)"], ids=["exits", "os_exit", "hangs"])
-def test_processes_the_worker_started_are_gone_and_not_waited_for(tmp_path, end):
+def test_processes_the_worker_started_are_gone_and_not_waited_for(tmp_path, end, start):
     pidfile = tmp_path / "pids"
-    ex = _run(tmp_path, SPAWN.format(pidfile=str(pidfile), end=end), timeout_s=3)
+    ex = _run(tmp_path, start=start, body=SPAWN.format(pidfile=str(pidfile), end=end), timeout_s=3)
     pids = [int(p) for p in pidfile.read_text().split()]
     assert len(pids) == 3
     assert all(_gone(pid) for pid in pids), [(pid, _gone(pid)) for pid in pids]
@@ -226,10 +245,15 @@ def test_processes_the_worker_started_are_gone_and_not_waited_for(tmp_path, end)
 # -- a runner killed with SIGKILL leaves nothing behind: the launcher's watcher ends it all (#18, item 9) --
 
 RUNNER = """
-import sys
+import os, sys
 from profiler.runner import run_limited
+from profiler.zygote import Zygote
+zygote = Zygote(dict(os.environ)) if sys.argv[2:] == ["zygote"] else None
+if zygote is not None:
+    assert zygote.ready()
+    print(zygote.pid, flush=True)
 print("runner", flush=True)
-run_limited(sys.argv[1], [], timeout_s=120, memory_limit_mib=4096, rlimit_data=True)
+run_limited(sys.argv[1], [], timeout_s=120, memory_limit_mib=4096, rlimit_data=True, zygote=zygote)
 """
 
 
@@ -255,7 +279,10 @@ def _all_gone_within(pids: list[int], seconds: float) -> bool:
     return False
 
 
-def test_a_runner_killed_with_sigkill_leaves_no_process_of_the_worker(tmp_path):
+@pytest.mark.parametrize("how", ["fresh interpreter", "zygote"])
+def test_a_runner_killed_with_sigkill_leaves_no_process_of_the_worker(tmp_path, how):
+    """With a zygote, the runner's death ends the zygote (its parent-death signal), whose death ends
+    each launcher's watcher, which ends the worker and all it started."""
     import os
     import signal
     import subprocess
@@ -275,13 +302,15 @@ def test_a_runner_killed_with_sigkill_leaves_no_process_of_the_worker(tmp_path):
         open({str(pidfile)!r}, "w").write(f"{{daemon.pid}} {{holder.pid}} {{orphan}} {{os.getpid()}}\\n")
         time.sleep(60)
     """)
-    runner = subprocess.Popen([sys.executable, "-c", RUNNER, child], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, child, how], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
+        zygote = [int(runner.stdout.readline())] if how == "zygote" else []
         assert runner.stdout.readline().strip() == "runner"
         assert _wait_for(pidfile, 30), "the worker did not start its processes"
-        pids = [int(p) for p in pidfile.read_text().split()]
-        assert len(pids) == 4 and not any(_gone(p) for p in pids)   # daemon, holder, orphan, the worker
+        pids = [int(p) for p in pidfile.read_text().split()] + zygote
+        # daemon, holder, orphan, the worker (and the zygote)
+        assert len(pids) == 4 + len(zygote) and not any(_gone(p) for p in pids)
         runner.send_signal(signal.SIGKILL)
         runner.wait()
     finally:
@@ -292,17 +321,17 @@ def test_a_runner_killed_with_sigkill_leaves_no_process_of_the_worker(tmp_path):
     assert _all_gone_within(pids, 5), [(pid, _gone(pid)) for pid in pids]
 
 
-def test_the_watcher_passes_the_workers_exit_on_and_records_how_processes_end(tmp_path):
-    ex = _run(tmp_path, "import os, time\nos.kill(os.getpid(), 15)\ntime.sleep(5)\n")
+def test_the_watcher_passes_the_workers_exit_on_and_records_how_processes_end(tmp_path, start):
+    ex = _run(tmp_path, start=start, body="import os, time\nos.kill(os.getpid(), 15)\ntime.sleep(5)\n")
     assert ex.returncode == -15 and ex.wall_s < 5
-    assert _run(tmp_path, "raise SystemExit(7)\n").returncode == 7
+    assert _run(tmp_path, start=start, body="raise SystemExit(7)\n").returncode == 7
     assert ex.limits["processes_ended_by"] == ["process group", "descendants tracked by the runner",
                                                "subreaper watcher (also when the runner is killed)"]
 
 
 # -- progress travels on its own pipe, never on the worker's stdout (#18, item 10) ------------------------
 
-def test_progress_comes_only_from_the_progress_pipe(tmp_path):
+def test_progress_comes_only_from_the_progress_pipe(tmp_path, start):
     got = []
     ex = run_limited(_script(tmp_path, """
         import json, os, subprocess, sys
@@ -317,7 +346,8 @@ def test_progress_comes_only_from_the_progress_pipe(tmp_path):
                            capture_output=True, text=True)
         print("child sees the pipe" if r.returncode == 0 else "child has no pipe", file=sys.stderr)
         print("x" * 100000)   # a long stdout line: cut in the tail
-    """), [], timeout_s=30, memory_limit_mib=4096, rlimit_data=True, cwd=tmp_path, on_progress=got.append)
+    """), [], timeout_s=30, memory_limit_mib=4096, rlimit_data=True, cwd=tmp_path, on_progress=got.append,
+        zygote=start)
     assert ex.returncode == 0, ex.stderr_tail
     assert [json.loads(line) for line in got] == [{"event": "image", "name": "real", "n": 0}]
     lines = ex.stderr_tail.splitlines()
@@ -347,3 +377,57 @@ def test_a_forged_event_on_the_progress_pipe_is_taken_field_by_field(tmp_path, t
     result = runner.run_rate(sub, sub.rates[0].index, TestConditions(), ["cpu"], lambda k, i: seen.append((k, i)))
     assert seen == [("image", {"rate": 0.5, "name": "kodim01", "n": None}), ("start", {"rate": 0.5})]
     assert result.status == "failed" and result.error.stage == "start"
+
+
+# -- a worker forked from the zygote is what a fresh interpreter would have been (profiler/zygote.py) ----
+
+def test_the_child_gets_its_own_session_environment_directory_and_arguments(tmp_path, start):
+    import os
+
+    pid = []
+    ex = run_limited(_script(tmp_path, """
+        import os, sys
+        print("mark", os.environ.get("JPEGAI_TEST_MARK"), file=sys.stderr)
+        print("sid", os.getsid(0), "ppid", os.getppid(), file=sys.stderr)
+        print("cwd", os.getcwd(), file=sys.stderr)
+        print("argv", *sys.argv[1:], file=sys.stderr)
+        print("torch", "torch" in sys.modules, file=sys.stderr)
+        print("stdin", sys.stdin.read() == "", file=sys.stderr)
+    """), ["one", "two"], timeout_s=30, memory_limit_mib=4096, rlimit_data=True, cwd=tmp_path,
+        env={**os.environ, "JPEGAI_TEST_MARK": "per-worker"}, on_start=pid.append, zygote=start)
+    assert ex.returncode == 0, ex.stderr_tail
+    lines = dict(line.split(" ", 1) for line in ex.stderr_tail.splitlines())
+    # The environment is the one given for this worker, not the zygote's (which has no such variable).
+    assert lines["mark"] == "per-worker"
+    # The launcher (the watcher) leads a new session; the worker is its child.
+    assert lines["sid"] == f"{pid[0]} ppid {pid[0]}"
+    assert lines["cwd"] == str(tmp_path) and lines["argv"] == "one two" and lines["stdin"] == "True"
+    # What differs: the zygote has imported torch already.
+    assert lines["torch"] == str(start is not None)
+
+
+@pytest.mark.slow
+def test_a_profile_from_the_zygote_measures_what_fresh_workers_measure(tmp_path, tiny_dir):
+    from profiler import runner
+    from profiler.conditions import CountingSpec, ImageSpec, TimingSpec, WorkerSpec
+    from profiler.submission import load_submission
+
+    sub = load_submission(tiny_dir)
+    reports = {}
+    for zygote in (True, False):
+        cond = TestConditions(images=ImageSpec(builtin=("chelsea",)), counting=CountingSpec(resolutions=()),
+                              timing=TimingSpec(repeats=1, warmup=0, devices=("cpu",)),
+                              worker=WorkerSpec(zygote=zygote))
+        reports[zygote] = runner.profile(sub, cond, tmp_path / str(zygote), [r.index for r in sub.rates], ["cpu"])
+    for z, f in zip(reports[True].rates, reports[False].rates):
+        assert z.ok and f.ok, (z.error, f.error)
+        assert (z.worker.started_from, f.worker.started_from) == ("zygote", "fresh interpreter")
+        assert z.worker.pid != f.worker.pid
+        # The tiny codec's hand-counted parameters (tests/test_params.py), and the same bitstreams and counts.
+        assert (z.params.encoder, z.params.decoder) == (f.params.encoder, f.params.decoder) == (136, 300)
+        assert [(p.bytes, p.bitstream_sha256, p.decoded_sha256) for p in z.images] == \
+            [(p.bytes, p.bitstream_sha256, p.decoded_sha256) for p in f.images]
+        counted = lambda r: [{part: (c.macs, c.per_module, c.ops) for part, c in p.counts.items()}  # noqa: E731
+                             for p in r.images]
+        assert counted(z) == counted(f)
+        assert z.environment.submission_imported == f.environment.submission_imported

@@ -405,6 +405,9 @@ class WorkerInfo(Frozen):
     cpus: list[int] | None = None       # the CPUs its untimed work ran on (the slots' cores excluded)
     # the timing slots' cores its untimed work could also run on while no timed phase held them (slots.py)
     lent_cores: list[int] | None = None
+    # how its process was started: "zygote" (forked from the profile's zygote, profiler/zygote.py) or
+    # "fresh interpreter"; None in reports from before either
+    started_from: str | None = None
 
 
 class UntimedStep(Frozen):
@@ -636,6 +639,7 @@ class TimingCond(Frozen):
 class WorkerCond(Frozen):
     timeout_s: float
     memory_limit_mib: int
+    zygote: bool = False     # reports from before it: every worker was a fresh interpreter
 
 
 class TasksCond(Frozen):

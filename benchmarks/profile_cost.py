@@ -17,9 +17,10 @@
     to the timings. `--slots 2` adds a run with timing.slots_per_host = 2 (K timed phases at once, each
     worker on its own core where the slots take every core): what K slots do to the medians.
     `--timing 'lend_idle_slots = false'` adds a run with that [timing] line changed (the slots' cores
-    not lent to untimed work while idle).
+    not lent to untimed work while idle); `--worker 'zygote = false'` one with every worker started as
+    a fresh interpreter instead of forked from the zygote (profiler/zygote.py).
 Usage: python benchmarks/profile_cost.py [--only a|b] [--rates 0.03,0.5] [--jobs 1,auto] [--slots 2]
-       [--timing 'KEY = VALUE'] [--arch mbt2018-mean]
+       [--timing 'KEY = VALUE'] [--worker 'KEY = VALUE'] [--arch mbt2018-mean]
        [--images DIR] [--before-sizes 1920x1080,3840x2160]
 """
 
@@ -105,8 +106,8 @@ def part_a(args) -> None:
         runs[jobs] = (rep, total)
     variants = [f"slots_per_host = {int(k)}" for k in args.slots.split(",") if k] if args.slots else []
     with tempfile.TemporaryDirectory() as tmp:
-        for n, line in enumerate(variants + list(args.timing or [])):
-            # The default conditions with one [timing] line changed, the default --jobs for them.
+        for n, line in enumerate(variants + list(args.timing or []) + list(args.worker or [])):
+            # The default conditions with one [timing] or [worker] line changed, the default --jobs for them.
             key = line.split("=")[0].strip()
             text = (ROOT / "profiler" / "profile.toml").read_text()
             old = next(x for x in text.splitlines() if x.startswith(key + " ="))
@@ -219,6 +220,9 @@ def main() -> int:
     ap.add_argument("--jobs", default="1,auto", help="(a) the --jobs settings run side by side (default 1,auto)")
     ap.add_argument("--slots", default="", help="(a) also run with timing.slots_per_host = K, for each K "
                                                 "(e.g. 2), the default --jobs for it")
+    ap.add_argument("--worker", action="append", metavar="'KEY = VALUE'",
+                    help="(a) also run with this [worker] line of the default conditions changed "
+                         "(e.g. 'zygote = false': every worker a fresh interpreter); repeatable")
     ap.add_argument("--timing", action="append", metavar="'KEY = VALUE'",
                     help="(a) also run with this [timing] line of the default conditions changed "
                          "(e.g. 'lend_idle_slots = false'); repeatable")

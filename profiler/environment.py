@@ -181,6 +181,13 @@ def distributions_of(modules: Iterable[str]) -> dict[str, str | None]:
     return out
 
 
+def modules_of(distributions: Iterable[str]) -> list[str]:
+    """The top-level modules the given installed distributions provide (the inverse of `distributions_of`)."""
+    wanted = set(distributions)
+    return sorted(mod for mod, dists in metadata.packages_distributions().items()
+                  if wanted.intersection(dists) and mod.isidentifier())
+
+
 def worker_environment(modules_before: Iterable[str], modules_after: Iterable[str]) -> dict:
     """What the worker measured with: threads in use, affinity, and what the submission imported."""
     import torch

@@ -47,6 +47,7 @@ from .slots import pin_process
 from .submission import load_entry, load_submission, with_weights
 from .tasks import measure_tasks
 from .untimed import add_records, untimed
+from .zygote import PRELOADED_ENV
 
 
 # The runner's progress pipe (profiler/runner.py run_limited): opened in main() before the submission is
@@ -907,7 +908,10 @@ def run_job(job: dict) -> RateResult:
         cuda_requested = "cuda" in devices
         cuda_seen = cuda_requested and cuda_device_present()
         _warm_suite()
-        modules_before = set(sys.modules)
+        # Packages an earlier worker's submission imported, which the zygote imported before forking this
+        # one (profiler/zygote.py): still the submission's, as in a fresh worker.
+        preloaded = {m for m in os.environ.pop(PRELOADED_ENV, "").split(",") if m}
+        modules_before = {m for m in sys.modules if m.split(".", 1)[0] not in preloaded}
         _emit(event="phase", phase="building")
         build = load_entry(sub)
         codec = _call("build", build, rate, torch.device("cpu"))
@@ -920,6 +924,7 @@ def run_job(job: dict) -> RateResult:
         baseline_mib = memory.rss_mib()   # the worker once the model is loaded: CPU peaks are also given above it
         got["environment"] = worker_environment(modules_before, set(sys.modules))
         worker["model_loaded_rss_mib"] = baseline_mib
+        worker["preloaded"] = sorted(preloaded)
         problems = check_codec(codec)
         if problems:
             raise SubmissionError("build", "build() did not return a codec: " + "; ".join(problems))

@@ -15,8 +15,12 @@ launcher then sets the limits, forks its watcher and worker and runs the worker 
 The zygote answers with the child's pid and a pidfd (the runner signals the child through it: its pid
 cannot be reused before the zygote reaps it), and, once it has reaped the child, with its wait status.
 
-What the worker sees differs from a fresh interpreter only in what was already imported: torch and the
-suite's modules (never the submission's: `submission_imported` still lists what its build imported).
+What the worker sees differs from a fresh interpreter only in what was already imported: torch, the
+suite's modules and the packages of its steps, and once a worker has finished, the installed packages
+its submission imported (CompressAI: ~1.8 s per worker), which the runner then asks the zygote to
+import (`preload`). The submission's own files are never loaded in the zygote, and a worker lists the
+preloaded packages among what its submission imported (`submission_imported`, as a fresh one would).
+An import that starts a thread ends the zygote's service: the later workers are fresh interpreters.
 Pages of the libraries the worker never touches again are not in its resident set.
 
 Lifetime: the zygote has PR_SET_PDEATHSIG = SIGKILL, and ends when the runner closes its control
@@ -38,9 +42,11 @@ from pathlib import Path
 
 FD_ENV = "JPEGAI_ZYGOTE_FD"
 PARENT_ENV = "JPEGAI_ZYGOTE_PARENT"
+PRELOADED_ENV = "JPEGAI_ZYGOTE_PRELOADED"   # in a worker: the submission's packages the zygote had imported
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 8
 READY_TIMEOUT_S = 120.0       # importing torch on a loaded machine; past it workers start as before
+SPAWN_TIMEOUT_S = 120.0       # a fork answers in milliseconds; a preload's import may delay it this long
 _STATUS = struct.Struct("=i")
 
 
@@ -144,6 +150,8 @@ def serve() -> None:
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     signal.set_wakeup_fd(wake_w)
     children: dict[int, socket.socket] = {}
+    preloaded: list[str] = []
+    serving = True
     sel = selectors.DefaultSelector()
     sel.register(control, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
@@ -159,7 +167,13 @@ def serve() -> None:
                     running = False             # the runner closed it: serve the running children out
                     sel.unregister(control)
                     continue
-                _spawn(json.loads(msg), fds, children, (control, wake_r, wake_w))
+                request = json.loads(msg)
+                if "preload" in request:
+                    serving = serving and _preload_packages(request["preload"], preloaded)
+                elif serving:
+                    _spawn(request, fds, children, preloaded)
+                else:                           # a preload started a thread: the runner starts it afresh
+                    _refuse(fds)
             else:
                 try:
                     while os.read(wake_r, 512):
@@ -183,7 +197,45 @@ def serve() -> None:
     os._exit(0)
 
 
-def _spawn(request: dict, fds: list[int], children: dict, own: tuple) -> None:
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return -1
+
+
+def _preload_packages(modules: list[str], preloaded: list[str]) -> bool:
+    """Import the installed packages an earlier worker's submission imported (top-level module names;
+    never the submission's own files: the runner sends only modules an installed distribution provides).
+    False where an import started a thread (native ones included): forking is then no longer safe."""
+    import importlib
+
+    before = _threads()
+    for name in modules:
+        if name in preloaded or not isinstance(name, str):
+            continue
+        try:
+            importlib.import_module(name)
+        except BaseException:   # noqa: BLE001 — left to the worker's own import, which reports it
+            continue
+        preloaded.append(name)
+    return _threads() == before and threading.active_count() == 1
+
+
+def _refuse(fds: list[int]) -> None:
+    conn = socket.socket(fileno=fds[0])
+    try:
+        conn.send(json.dumps({"error": "not serving"}).encode())
+    except OSError:
+        pass
+    conn.close()
+    for fd in fds[1:]:
+        os.close(fd)
+
+
+def _spawn(request: dict, fds: list[int], children: dict, preloaded: list[str]) -> None:
+    if preloaded:   # the worker lists them among what its submission imported (worker_environment)
+        request = {**request, "env": {**request["env"], PRELOADED_ENV: ",".join(preloaded)}}
     conn = socket.socket(fileno=fds[0])
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
@@ -318,17 +370,36 @@ class Zygote:
                 self._ready = False
                 return None
             theirs.close()
+        ours.settimeout(SPAWN_TIMEOUT_S)
         try:
             msg, fds, _, _ = socket.recv_fds(ours, MAX_MESSAGE, 1)
             reply = json.loads(msg) if msg else {}
+        except TimeoutError:
+            # Stuck (in a preload's import): ended, so it cannot fork this worker late; fresh ones from now.
+            self._ready = False
+            if self._proc is not None:
+                self._proc.kill()
+            reply, fds = {}, []
         except (OSError, ValueError):
             reply, fds = {}, []
+        ours.settimeout(None)
         if "pid" not in reply or not fds:
             for fd in fds:
                 os.close(fd)
             ours.close()
             return None
         return ZygoteChild(int(reply["pid"]), fds[0], ours, None)
+
+    def preload(self, modules: list[str]) -> None:
+        """Have the zygote import these top-level modules of installed packages (what an earlier worker's
+        submission imported), for the workers forked after; those workers still list them as imported by
+        the submission. Never blocks on the imports."""
+        with self._lock:
+            if modules and self._ready:
+                try:
+                    self._control.send(json.dumps({"preload": list(modules)}).encode())
+                except OSError:
+                    self._ready = False
 
     def close(self) -> None:
         """End the zygote: it serves its running children out, then exits."""

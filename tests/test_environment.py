@@ -75,3 +75,23 @@ def test_worker_records_what_the_submission_imported(tmp_path):
     assert report.rates[0].environment.submission_imported == {"PyYAML": metadata.version("PyYAML")}
     assert report.environment.packages_submission == {"PyYAML": metadata.version("PyYAML")}
     assert report.environment.threads_used == [1]
+
+
+@pytest.mark.slow
+def test_a_worker_forked_after_the_zygote_preloaded_the_submissions_package_still_lists_it(tmp_path):
+    """One rate point after the other (--jobs 1): the first worker's submission imports PyYAML, which the
+    runner then has the zygote import (profiler/zygote.py); the second worker finds it imported, and still
+    lists it as its submission's. The leaky codec's bitstream counts this process's encodes: both 4 bytes,
+    so the zygote ran none of the codec."""
+    sub = load_submission(CODECS / "leaky")
+    cond = TestConditions(images=ImageSpec(builtin=("chelsea",)), counting=CountingSpec(resolutions=()),
+                          timing=TimingSpec(repeats=1, warmup=0, devices=("cpu",)))
+    report = runner.profile(sub, cond, tmp_path, [0, 1], ["cpu"], jobs=1)
+    first, second = sorted(report.rates, key=lambda r: r.index)
+    assert first.ok and second.ok, (first.error, second.error)
+    assert (first.worker.started_from, second.worker.started_from) == ("zygote", "zygote")
+    # PyYAML provides two top-level modules: yaml and its C binding _yaml.
+    assert (first.worker.preloaded, second.worker.preloaded) == ([], ["_yaml", "yaml"])
+    version = {"PyYAML": metadata.version("PyYAML")}
+    assert first.environment.submission_imported == second.environment.submission_imported == version
+    assert first.images[0].bytes == second.images[0].bytes == 4

@@ -408,6 +408,9 @@ class WorkerInfo(Frozen):
     # how its process was started: "zygote" (forked from the profile's zygote, profiler/zygote.py) or
     # "fresh interpreter"; None in reports from before either
     started_from: str | None = None
+    # the installed packages an earlier worker's submission imported that the zygote had imported before
+    # forking this one (still listed in `environment.submission_imported`)
+    preloaded: list[str] = Field(default_factory=list)
 
 
 class UntimedStep(Frozen):

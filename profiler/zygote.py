@@ -140,8 +140,13 @@ def serve() -> None:
         os._exit(70)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _preload()
-    if threading.active_count() != 1:            # a thread would not survive the fork: refuse to serve
-        control.send(json.dumps({"ready": False, "why": "a thread started while importing"}).encode())
+    why = "a thread started while importing" if threading.active_count() != 1 else ""
+    try:
+        os.close(os.pidfd_open(os.getpid()))    # Linux ≥ 5.3: the runner signals children through pidfds
+    except (AttributeError, OSError) as exc:
+        why = f"no pidfd: {exc}"
+    if why:                                      # refuse to serve: the runner starts fresh interpreters
+        control.send(json.dumps({"ready": False, "why": why}).encode())
         os._exit(0)
     control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
     wake_r, wake_w = os.pipe()

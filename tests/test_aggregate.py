@@ -77,6 +77,26 @@ def test_aggregate_rows_and_summaries(three):
     assert list(beta_rates["kmac_px_decoder"]) == [40.0, 50.0] and list(beta_rates["target_bpp"]) == [0.25, 0.5]
 
 
+def test_workers_from_the_zygote_and_fresh_interpreters_are_not_mixed_silently(tmp_path):
+    """Their absolute CPU peaks differ (a forked worker's resident set lacks the library pages it never
+    touches again; RefNet: ~285 MiB lower), so reports made both ways are flagged like other conditions.
+    The fixture reports predate the setting: they read as fresh interpreters (zygote false)."""
+    fresh = json.loads((FIXTURES / "report_fixnet.json").read_text())
+    assert "zygote" not in fresh["conditions"]["worker"]
+    forked = json.loads(json.dumps(fresh))
+    forked["submission"]["codec"] = "forked"
+    forked["conditions"]["worker"]["zygote"] = True
+    third = json.loads(json.dumps(forked))
+    third["submission"]["codec"] = "forked2"
+    root = tmp_path / "reports"
+    for name, data in (("fresh", fresh), ("forked", forked), ("forked2", third)):
+        _place(root, name, data)
+    df = aggregate([root])
+    warn = dict(zip(df[df["row"] == "summary"]["codec"], df[df["row"] == "summary"]["warning"]))
+    assert warn["forked"] == warn["forked2"] == ""
+    assert warn[fresh["submission"]["codec"]] == "conditions differ: worker.zygote=false (others true)"
+
+
 def test_different_conditions_are_flagged_by_name(three):
     df = aggregate([three])
     warn = dict(zip(df[df["row"] == "summary"]["codec"], df[df["row"] == "summary"]["warning"]))

@@ -9,11 +9,13 @@ versions) of every module the submission's code imported; `merge_worker()` folds
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Iterable
 
 # Packages the suite itself imports (its declared dependencies, with the CompressAI extra).
@@ -165,37 +167,98 @@ def top_level_modules(names: Iterable[str]) -> set[str]:
     return {n.split(".", 1)[0] for n in names if n and not n.startswith("_")}
 
 
-def distributions_of(modules: Iterable[str]) -> dict[str, str | None]:
-    """Installed distributions (name → version) that provide the given top-level modules.
+@functools.lru_cache(maxsize=1)
+def packages_distributions() -> dict[str, list[str]]:
+    """`importlib.metadata.packages_distributions()` (0.3–0.6 s: every installed RECORD read), read once per
+    process; the zygote reads it before it forks, so its workers have it (the installation does not change
+    during a profile)."""
+    return metadata.packages_distributions()
 
-    Modules no distribution provides (the submission's own files, the standard library) are left out.
-    """
-    mapping = metadata.packages_distributions()
-    stdlib = getattr(sys, "stdlib_module_names", frozenset())
-    out: dict[str, str | None] = {}
-    for mod in sorted(set(modules)):
-        if mod in stdlib:
+
+def _module_location(mod: str) -> Path | None:
+    """Where the imported top-level module `mod` lives: its file, or a namespace package's first folder;
+    None where it is not imported or has neither (a built-in module)."""
+    module = sys.modules.get(mod)
+    where = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", None) or ()), None)
+    try:
+        return Path(where).resolve() if where else None
+    except (OSError, RuntimeError, TypeError):
+        return None
+
+
+def _base(dist: str) -> Path | None:
+    try:
+        return Path(str(metadata.distribution(dist).locate_file(""))).resolve()
+    except Exception:    # noqa: BLE001 — an unreadable installation
+        return None
+
+
+def _holds(dist: str, location: Path) -> bool:
+    """Whether one of the files the RECORD of `dist` lists is the file at `location` or lies in that folder."""
+    try:
+        d = metadata.distribution(dist)
+        files = d.files
+    except Exception:    # noqa: BLE001 — an unreadable installation: it cannot be shown to hold the file
+        return False
+    if files is None:    # installed without a RECORD: where it is installed is all there is to go by
+        return True
+    for f in files:
+        try:
+            path = Path(str(d.locate_file(f))).resolve()
+        except (OSError, RuntimeError):
             continue
-        for dist in mapping.get(mod, ()):
-            out[dist] = _version(dist)
+        if path == location or location in path.parents:
+            return True
+    return False
+
+
+def _holders(candidates: Iterable[str], location: Path | None) -> list[str]:
+    """Which of the distributions that claim a top-level name hold the module found at `location`.
+    Several may claim one name (`tests`, `docs`, `build`: wheels that ship such folders by mistake), and
+    the name may be a folder of the working directory that shadows them all: the module must lie where
+    the distribution is installed, and where several claim it, among the files its RECORD lists."""
+    candidates = sorted(set(candidates))
+    if location is None:
+        return candidates    # not imported here (the caller named it): the name alone decides
+    inside = [d for d in candidates if (base := _base(d)) is not None and base in location.parents]
+    if len(inside) <= 1:
+        return inside
+    return [d for d in inside if _holds(d, location)]
+
+
+def installed_modules(modules: Iterable[str]) -> dict[str, list[str]]:
+    """Top-level module → the installed distributions that really hold it (as imported in this process:
+    `_provides`). Modules no distribution holds (the submission's own files, a folder of the working
+    directory, the standard library) are left out."""
+    mapping = packages_distributions()
+    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    out: dict[str, list[str]] = {}
+    for mod in sorted(set(modules)):
+        if mod in stdlib or mod not in mapping:
+            continue
+        dists = _holders(mapping[mod], _module_location(mod))
+        if dists:
+            out[mod] = dists
     return out
 
 
-def modules_of(distributions: Iterable[str]) -> list[str]:
-    """The top-level modules the given installed distributions provide (the inverse of `distributions_of`)."""
-    wanted = set(distributions)
-    return sorted(mod for mod, dists in metadata.packages_distributions().items()
-                  if wanted.intersection(dists) and mod.isidentifier())
+def distributions_of(modules: Iterable[str]) -> dict[str, str | None]:
+    """Installed distributions (name → version) that provide the given top-level modules (`installed_modules`).
+
+    Modules no distribution provides (the submission's own files, the standard library) are left out.
+    """
+    return {dist: _version(dist) for dists in installed_modules(modules).values() for dist in dists}
 
 
 def worker_environment(modules_before: Iterable[str], modules_after: Iterable[str]) -> dict:
     """What the worker measured with: threads in use, affinity, and what the submission imported."""
     import torch
 
-    new = top_level_modules(modules_after) - top_level_modules(modules_before)
+    new = installed_modules(top_level_modules(modules_after) - top_level_modules(modules_before))
     return {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
             "cpu_affinity": _affinity(), "env": {k: os.environ.get(k) for k in THREAD_ENV},
-            "submission_imported": distributions_of(new)}
+            "submission_imported": {d: _version(d) for dists in new.values() for d in dists},
+            "submission_modules": sorted(new)}
 
 
 def merge_worker(environment: dict, worker_env: dict | None) -> dict:

@@ -37,7 +37,7 @@ from typing import Callable
 
 from .conditions import TestConditions
 from .counting.reuse import earlier_entries
-from .environment import fingerprint, host_fingerprint, merge_worker, modules_of
+from .environment import fingerprint, host_fingerprint, merge_worker
 from .metrics import info as metric_info
 from .errors import InputError
 from . import derive
@@ -1081,7 +1081,7 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
     lock = threading.Lock()
     cancel = threading.Event()
     state = {"report": report}
-    preload_asked: set[str] = set()     # distributions the zygote was asked to import
+    preload_asked: set[str] = set()     # modules the zygote was asked to import
 
     def one(idx: int) -> None:
         rate = next(r for r in sub.rates if r.index == idx)
@@ -1092,11 +1092,13 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
             extra = {**((job_extra or {}).get(idx) or {}), "earlier": earlier_entries(rates), "share_dir": share}
         result = run_rate(sub, idx, cond, devices, _locked(progress, lock), seed=seed, job_extra=extra,
                           slots=slots, cancel=cancel, zygote=zygote)
-        imported = set(result.environment.submission_imported)
+        imported = set(result.environment.submission_modules)
         if zygote is not None and imported - preload_asked:
-            # The later workers find the installed packages this one's submission imported already there.
+            # The later workers find the installed packages this one's submission imported already there:
+            # the very modules it imported, each found in an installed distribution's files (never a
+            # folder of the working directory, nor every top-level name a distribution claims).
             preload_asked.update(imported)
-            zygote.preload(modules_of(imported))
+            zygote.preload(sorted(imported))
         with lock:
             rates.append(result)
             state["report"] = _with_rates(state["report"], rates)

@@ -18,7 +18,10 @@ cannot be reused before the zygote reaps it), and, once it has reaped the child,
 What the worker sees differs from a fresh interpreter only in what was already imported: torch, the
 suite's modules and the packages of its steps, and once a worker has finished, the installed packages
 its submission imported (CompressAI: ~1.8 s per worker), which the runner then asks the zygote to
-import (`preload`). The submission's own files are never loaded in the zygote, and a worker lists the
+import (`preload`): the top-level modules that worker imported and found in an installed distribution's
+files (`environment.installed_modules`, the report's `submission_modules`), never every name a
+distribution claims (wheels that ship `tests` or `docs` folders claim those). The submission's own files
+and the working directory's folders are never loaded in the zygote, and a worker lists the
 preloaded packages among what its submission imported (`submission_imported`, as a fresh one would).
 An import that starts a thread ends the zygote's service: the later workers are fresh interpreters.
 Pages of the libraries the worker never touches again are not in its resident set.
@@ -67,6 +70,9 @@ def _preload() -> None:
     import profiler.worker
 
     profiler.worker.suite_imports()
+    from profiler.environment import packages_distributions
+
+    packages_distributions()    # what each worker reads to name its submission's packages, read once
 
     sys.modules.pop("profiler.worker", None)
     package = sys.modules.get("profiler")

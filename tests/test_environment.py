@@ -8,7 +8,8 @@ import torch
 
 from profiler import runner
 from profiler.conditions import CountingSpec, ImageSpec, TestConditions, TimingSpec
-from profiler.environment import distributions_of, fingerprint, merge_worker, parse_torch_config
+from profiler.environment import (distributions_of, fingerprint, installed_modules, merge_worker,
+                                  packages_distributions, parse_torch_config)
 from profiler.submission import files_hash, load_submission
 
 from conftest import CODECS
@@ -57,6 +58,46 @@ def test_distributions_of_leaves_out_stdlib_and_unknown():
     assert found == {"PyYAML": metadata.version("PyYAML")}
 
 
+def _fake_distribution(site, name: str, top_level: list[str], recorded: list[str]) -> None:
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "top_level.txt").write_text("\n".join(top_level) + "\n")
+    (info / "RECORD").write_text("".join(f"{f},,\n" for f in recorded + [f"{info.name}/RECORD"]))
+
+
+def test_a_module_is_attributed_only_to_the_distribution_whose_files_hold_it(tmp_path, monkeypatch):
+    """Two wheels claim the top-level name `sharedname` (as compressai and pyiqa both claim `docs` and
+    `tests`); only fake_a's RECORD lists the file that was imported. `localname` is claimed by fake_b but
+    imported from a folder of the working directory: no distribution's."""
+    import importlib
+    import sys
+
+    site, work = tmp_path / "site", tmp_path / "work"
+    (site / "sharedname").mkdir(parents=True)
+    (site / "sharedname" / "__init__.py").write_text("")
+    (work / "localname").mkdir(parents=True)
+    (work / "localname" / "__init__.py").write_text("")
+    _fake_distribution(site, "fake_a", ["sharedname"], ["sharedname/__init__.py"])
+    _fake_distribution(site, "fake_b", ["sharedname", "localname"], ["localname/__init__.py"])
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(work))
+    for mod in ("sharedname", "localname"):
+        monkeypatch.delitem(sys.modules, mod, raising=False)
+    packages_distributions.cache_clear()
+    try:
+        claimed = packages_distributions()
+        assert sorted(claimed["sharedname"]) == ["fake_a", "fake_b"] and claimed["localname"] == ["fake_b"]
+        importlib.import_module("sharedname")
+        importlib.import_module("localname")
+        assert installed_modules({"sharedname", "localname", "json"}) == {"sharedname": ["fake_a"]}
+        assert distributions_of({"sharedname", "localname"}) == {"fake_a": "1.0"}
+    finally:
+        for mod in ("sharedname", "localname"):
+            sys.modules.pop(mod, None)
+        packages_distributions.cache_clear()
+
+
 def test_merge_worker_unions_packages_and_threads():
     env = merge_worker({}, {"torch_threads": 1, "submission_imported": {"compressai": "1.2.8"}})
     env = merge_worker(env, {"torch_threads": 1, "submission_imported": {"PyYAML": "6.0"}})
@@ -90,8 +131,9 @@ def test_a_worker_forked_after_the_zygote_preloaded_the_submissions_package_stil
     first, second = sorted(report.rates, key=lambda r: r.index)
     assert first.ok and second.ok, (first.error, second.error)
     assert (first.worker.started_from, second.worker.started_from) == ("zygote", "zygote")
-    # PyYAML provides two top-level modules: yaml and its C binding _yaml.
-    assert (first.worker.preloaded, second.worker.preloaded) == ([], ["_yaml", "yaml"])
+    # Exactly the module the submission imported (yaml imports its C binding _yaml itself).
+    assert (first.worker.preloaded, second.worker.preloaded) == ([], ["yaml"])
+    assert first.environment.submission_modules == second.environment.submission_modules == ["yaml"]
     version = {"PyYAML": metadata.version("PyYAML")}
     assert first.environment.submission_imported == second.environment.submission_imported == version
     assert first.images[0].bytes == second.images[0].bytes == 4

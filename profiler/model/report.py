@@ -435,6 +435,9 @@ class WorkerEnvironment(Frozen):
     cpu_affinity: int | None = None
     env: dict[str, str | None] = Field(default_factory=dict)
     submission_imported: dict[str, str] = Field(default_factory=dict)
+    # the top-level modules of those distributions the submission imported, each found in its
+    # distribution's files (environment.installed_modules): what the zygote may import for later workers
+    submission_modules: list[str] = Field(default_factory=list)
     gpu_settings: GpuSettings | None = None
 
 

@@ -47,6 +47,7 @@ from .model.report import Environment, ErrorRecord, HostInfo, RateResult, Report
 from .slots import LocalSlotPool, SlotPool, SlotUse, WholeLifeSlot, allowed_cpus, pin_process
 from .submission import Submission, files_fingerprint
 from .zygote import Zygote, ZygoteChild
+from .zygote import worker_env as zygote_worker_env
 
 Progress = Callable[[str, dict], None]
 
@@ -798,13 +799,7 @@ def _run_worker(sub: Submission, rate_index: int, cond: TestConditions, devices:
 
 def worker_env(cond: TestConditions) -> dict:
     """The environment a worker (and the zygote it is forked from) starts with."""
-    env = dict(os.environ)
-    # The worker sets torch's intra-op threads itself; keep OpenMP/MKL from starting more.
-    env.setdefault("OMP_NUM_THREADS", str(cond.timing.threads))
-    env.setdefault("MKL_NUM_THREADS", str(cond.timing.threads))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).resolve().parent.parent),
-                                                    env.get("PYTHONPATH", "")] if p)
-    return env
+    return zygote_worker_env(cond.timing.threads)
 
 
 def _run_worker_with(sub: Submission, rate, cond: TestConditions, devices: list[str], progress: Progress,
@@ -1050,7 +1045,7 @@ def overlapping_jobs(slots: SlotPool, jobs: int) -> int:
 def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: list[int], devices: list[str],
             progress: Progress = _no_progress, options: dict | None = None, resume: bool = False,
             seed: int = 0, job_extra: dict[int, dict] | None = None, verification: dict | None = None,
-            jobs: int = 1, slots: SlotPool | None = None) -> Report:
+            jobs: int = 1, slots: SlotPool | None = None, zygote: Zygote | None = None) -> Report:
     """Profile the given rate points; the report is rewritten at `out_dir/report.json` before the first
     and after each, atomically, so it is valid whenever the profile is killed.
 
@@ -1058,6 +1053,7 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
     `resumable`); a `resume` progress event carries the one-line notice.
     With `jobs` > 1, up to `jobs` rate points' workers run at once: their timed phases in the timing
     slots of `slots` (default: this machine's, `default_pool`), their untimed work on the other cores.
+    `zygote`: one the caller started (and closes), for `worker.zygote`; otherwise one is started here.
     """
     report = new_report(sub, cond, {**(options or {}), "devices": devices})
     if verification is not None:     # verify: the delivery's own section, in the report from the start
@@ -1120,12 +1116,20 @@ def profile(sub: Submission, cond: TestConditions, out_dir: Path, rate_indices: 
     runner_cpus = allowed_cpus()
     if getattr(slots, "can_overlap", False) and runner_cpus:
         pin_process(slots.untimed_cores)
-    # Started here, by the thread that runs the whole profile: its parent-death signal follows this thread.
-    zygote = Zygote(worker_env(cond)) if cond.worker.zygote and todo else None
+    # Started here, by the thread that runs the whole profile (its parent-death signal follows this
+    # thread), unless the caller started it earlier (the command line, before its own imports) and
+    # closes it itself.
+    given = zygote
+    if zygote is None:
+        zygote = Zygote(worker_env(cond)) if cond.worker.zygote and todo else None
+    elif not cond.worker.zygote:
+        zygote = None
+    if zygote is not None and getattr(slots, "can_overlap", False) and runner_cpus:
+        zygote.pin(slots.untimed_cores)
     try:
         _run_all(one, todo, jobs, cancel)
     finally:
-        if zygote is not None:
+        if zygote is not None and given is None:
             zygote.close()
         share_dir.cleanup()
         if getattr(slots, "can_overlap", False) and runner_cpus:

@@ -53,6 +53,17 @@ SPAWN_TIMEOUT_S = 120.0       # a fork answers in milliseconds; a preload's impo
 _STATUS = struct.Struct("=i")
 
 
+def worker_env(threads: int) -> dict:
+    """The environment a worker (and the zygote it is forked from) starts with: this process's, with the
+    suite importable and OpenMP/MKL kept to the timed calls' `threads` (the worker sets torch's itself)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(threads))
+    env.setdefault("MKL_NUM_THREADS", str(threads))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).resolve().parent.parent),
+                                                    env.get("PYTHONPATH", "")] if p)
+    return env
+
+
 def _prctl(option: int, value: int) -> bool:
     try:
         import ctypes
@@ -411,6 +422,24 @@ class Zygote:
                     self._control.send(json.dumps({"preload": list(modules)}).encode())
                 except OSError:
                     self._ready = False
+
+    def pin(self, cores) -> None:
+        """Every thread of the zygote on `cores` (the runner's untimed cores): the workers it forks from now
+        start there, as a fresh interpreter started by the pinned runner would. The zygote may have been
+        started before the runner pinned itself (the command line starts it first, so its imports overlap
+        the command's own)."""
+        proc = self._proc
+        if proc is None or not cores:
+            return
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task")]
+        except OSError:
+            tids = [proc.pid]
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, set(int(c) for c in cores))
+            except (OSError, AttributeError):
+                pass
 
     def close(self) -> None:
         """End the zygote: it serves its running children out, then exits."""

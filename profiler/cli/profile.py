@@ -186,27 +186,43 @@ def run(args) -> int:
         with connect(scheduler=args.scheduler) as client:
             args.client = client
             return run(args)
-    from rich.markup import escape
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from ..compliance import evaluate
     from ..conditions import load_conditions
-    from ..images import check_images
-    from ..outdir import prepare_out
-    from ..render import console as console_render
-    from ..render import write_all
-    from ..runner import profile
-    from ..submission import load_submission, slug
+    from ..submission import load_submission
+    from ..zygote import Zygote, worker_env
 
-    if getattr(args, "client", None) is not None:
-        from functools import partial
-
-        from ..cluster import profile_on
     sub = load_submission(args.submission)
     cond = apply_overrides(load_conditions(args.config), repeats=args.repeats, warmup=args.warmup,
                            threads=args.threads, min_gpu_memory=args.min_gpu_memory, timeout=args.timeout,
                            memory_limit=args.memory_limit, images=args.images, quick=args.quick)
     rate_indices = select_rates(sub, args.rates, args.quick)
+    # The workers' zygote (profiler/zygote.py) starts before this process imports torch and the rest of
+    # the suite: its ~4 s of imports run beside this command's own on another core (a Dask cluster's
+    # workers start their own processes).
+    zygote = (Zygote(worker_env(cond.timing.threads))
+              if cond.worker.zygote and rate_indices and getattr(args, "client", None) is None else None)
+    try:
+        return _run(args, sub, cond, rate_indices, zygote)
+    finally:
+        if zygote is not None:
+            zygote.close()
+
+
+def _run(args, sub, cond, rate_indices: list[int], zygote) -> int:
+    from functools import partial
+
+    from rich.markup import escape
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..compliance import evaluate
+    from ..images import check_images
+    from ..outdir import prepare_out
+    from ..render import console as console_render
+    from ..render import write_all
+    from ..runner import profile
+    from ..submission import slug
+
+    if getattr(args, "client", None) is not None:
+        from ..cluster import profile_on
     anchors = load_anchors(args.anchors) if getattr(args, "anchors", None) is not None else []
     out_dir = args.out or Path("reports") / slug(sub.codec)
     check_images(cond.images, cond.source)     # a bad picture set is bad input, before any worker
@@ -244,7 +260,7 @@ def run(args) -> int:
                 elif kind == "resume":
                     print(f"jpegai-profile: {info['message']}", file=sys.stderr)
 
-            run_profile = profile if client is None else partial(profile_on, client)
+            run_profile = partial(profile, zygote=zygote) if client is None else partial(profile_on, client)
             report = run_profile(sub, cond, out_dir, rate_indices, devices(args.device), progress,
                              options={"quick": args.quick, "jobs": jobs, "rates": [r.target_bpp for r in sub.rates
                                                                                    if r.index in rate_indices]},

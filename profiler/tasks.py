@@ -10,7 +10,13 @@ network and the anchors are loaded):
   (`decoder.*`), the task network (`task.*`) and the synthesis transform as its own root (`synthesis.*`,
   from `codec.synthesis`; without it, any scope with a `g_s` component): a synthesis scope in this count
   is recorded (`synthesis_scopes`) and makes the task's latent figures a failure, never a figure;
-- *decoded anchor*: `codec.decode(bitstream)` + the anchor network on the decoded picture;
+- *decoded anchor*: `codec.decode(bitstream)` + the anchor network on the decoded picture, **composed of
+  measured parts** rather than run again (`_composed`, the report's `composed_of`): the decode is the rate
+  point's own decode of that picture's bitstream (the same call, counted and timed by the rate point) or,
+  where the task codes another picture (super-resolution), that decode counted and timed here once for
+  all the task's anchors; the anchor part is the *original anchor* below, on a picture of the same shape
+  (the suite's anchor networks have no data-dependent path: the same ops whatever the pixels). Counts add
+  per module, timings add figure by figure, the peak is the larger of the parts';
 - *original anchor*: the anchor network on the uncompressed picture.
 
 The bitstream is the codec's own `encode()` of the picture, made here, outside every counted and timed
@@ -35,6 +41,7 @@ import torch
 from . import memory, timing
 from .anchors import SR_SCALE, anchors_for, downscale
 from .counting import CountResult, OpCounter
+from .counting.engine import ScopeCost
 from .errors import InputError, SubmissionError
 from .taskspec import TaskSpec, load_task_entry, with_task_weights
 
@@ -97,6 +104,23 @@ def _pipeline(fn: Callable[[], Any], roots: dict[str, torch.nn.Module], root_nam
     return entry, c
 
 
+def _composed(decode: dict, anchor: dict, params: int, decode_from: str) -> dict:
+    """A decoded-anchor pipeline from its measured parts: `decode` ({"count", "timing": {"cpu"}, "memory":
+    {"cpu"}}: the decode of the bitstream) then `anchor` (the anchor's pipeline on the original picture of
+    the same shape). The anchor part's outside-module scope `original` is this pipeline's `decoded`."""
+    d = CountResult.from_dict(decode["count"])
+    a = CountResult.from_dict(anchor["count"])
+    a.per_module = {("decoded" + k[len("original"):] if k == "original" or k.startswith("original.") else k): v
+                    for k, v in a.per_module.items()}
+    c = d.merged(a)
+    total: ScopeCost = c.total()
+    peaks = [m.get("above_baseline_mib") for m in (decode["memory"].get("cpu") or {}, anchor["memory"].get("cpu") or {})]
+    peak = {"above_baseline_mib": max(peaks)} if None not in peaks else {}
+    return {"macs": c.macs, "vm_macs": total.vm_macs, "complete": c.complete, "count": c.to_dict(), "params": params,
+            "timing": {"cpu": timing.summed(decode["timing"]["cpu"], anchor["timing"]["cpu"])},
+            "memory": {"cpu": peak} if peak else {}, "composed_of": {"decode": decode_from, "anchor": "original"}}
+
+
 def _shared_original(share_dir: str | None, rate, key: tuple, measure: Callable[[], dict]) -> dict:
     """An anchor's pipeline on the original picture: it does not depend on the codec's rate, so it is
     measured by the first rate point of the profile that needs it and taken by the others from the
@@ -131,13 +155,17 @@ def _json_default(value):
 
 def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: int,
                  baseline_mib: float | None = None, cuda_note: tuple[str, str] | None = None,
-                 share_dir: str | None = None, bitstreams: dict[str, bytes] | None = None) -> dict:
+                 share_dir: str | None = None, bitstreams: dict[str, bytes] | None = None,
+                 decodes: dict[str, dict] | None = None) -> dict:
     """One task at one rate point: a `TaskRate` dict. The submission's failures (its build_task, its
     decode_latents, its task network) are the task's error; the rate point's own figures are untouched.
     With `share_dir`, the anchors' pipelines on the original picture are shared across the profile's rate
     points (`_shared_original`). `bitstreams` (picture name → the rate point's own bitstream of that picture,
     from its counted run) are decoded instead of encoding the picture again, where the task codes the
-    picture itself (not super-resolution's quarter picture): the encode is not part of any pipeline."""
+    picture itself (not super-resolution's quarter picture): the encode is not part of any pipeline.
+    `decodes` (picture name → {"count", "timing": {"cpu"}, "memory": {"cpu"}}: the rate point's counted and
+    timed decode of that bitstream) are the decode part of the decoded-anchor pipelines (`_composed`);
+    without them, or for another picture, that decode is counted and timed here, once per picture."""
     out: dict[str, Any] = {"name": task.name, "kind": task.kind, "entry": task.entry, "pictures": [],
                            "not_measured": {}}
     if cuda_note is not None:
@@ -200,26 +228,40 @@ def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: i
 
                 lat, c = _pipeline(latent, latent_roots, "latent", latent_params, repeats, baseline_mib, no_synthesis)
                 scopes = synthesis_scopes(c.per_module, by_module)
+                # The decode part of every decoded-anchor pipeline of this picture: the rate point's own
+                # (the same call) where the task codes the picture itself, else counted and timed here once.
+                given = (decodes or {}).get(img.name) if src is x else None
+                own_decode = None
+                if given is not None:
+                    decode_part, decode_from = given, "rate point"
+                else:
+                    def decode():
+                        out = _submission_call("decode", codec.decode, bits)
+                        if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(src.shape):
+                            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                            raise SubmissionError("decode", f"decode() of the task's bitstream returned {got}, "
+                                                  f"expected a tensor of shape {tuple(src.shape)}")
+                        return out
+
+                    decode_part = _pipeline(decode, {"decoder": decoder}, "decoded", _unique_params(decoder),
+                                            repeats, baseline_mib)[0]
+                    decode_from, own_decode = "task", decode_part
                 runs = {}
                 for a in anchors:
                     anet = nets[a.name]
 
-                    def decoded(anet=anet):
-                        return anet(_submission_call("decode", codec.decode, bits))
-
                     def original(anet=anet):
                         return anet(src)
 
-                    dec = _pipeline(decoded, {"decoder": decoder, "anchor": anet}, "decoded",
-                                    _unique_params(decoder, anet), repeats, baseline_mib)[0]
                     org = _shared_original(share_dir, rate, (task.kind, a.name, img.name, tuple(src.shape), repeats),
                                            lambda original=original, anet=anet: _pipeline(
                                                original, {"anchor": anet}, "original", _unique_params(anet),
                                                repeats, baseline_mib)[0])
+                    dec = _composed(decode_part, org, _unique_params(decoder, anet), decode_from)
                     runs[a.name] = {"decoded": dec, "original": org}
                 out["pictures"].append({"image": img.name, "width": img.width, "height": img.height,
                                         "coded_width": int(cw), "coded_height": int(ch), "output_pixels": int(pixels),
-                                        "bytes": len(bits), "latent": lat, "anchors": runs,
+                                        "bytes": len(bits), "latent": lat, "anchors": runs, "decode": own_decode,
                                         "synthesis_scopes": scopes})
     except SubmissionError as exc:
         out["error"] = {"kind": "submission", "stage": exc.stage, "message": str(exc),
@@ -236,7 +278,8 @@ def measure_task(codec, task: TaskSpec, rate, manifest, images: list, repeats: i
 
 def measure_tasks(codec, sub, rate, images: list, cond, baseline_mib: float | None = None,
                   gpu_note: tuple[str, str] | None = None, share_dir: str | None = None,
-                  bitstreams: dict[str, bytes] | None = None) -> tuple[list[dict], dict[str, tuple[str, str]]]:
+                  bitstreams: dict[str, bytes] | None = None, decodes: dict[str, dict] | None = None
+                  ) -> tuple[list[dict], dict[str, tuple[str, str]]]:
     """Every task of the submission at this rate point: (TaskRate dicts, the rate point's not-measured
     entries). Nothing when the submission declares no task; "not requested" when [tasks] measure = false."""
     if not sub.tasks:
@@ -245,4 +288,4 @@ def measure_tasks(codec, sub, rate, images: list, cond, baseline_mib: float | No
         return [], {"tasks": ("not-requested", "[tasks] measure = false in the test conditions")}
     pictures = list(images)[: cond.tasks.images]
     return [measure_task(codec, t, rate, sub.manifest, pictures, cond.tasks.repeats, baseline_mib, gpu_note,
-                         share_dir, bitstreams) for t in sub.tasks], {}
+                         share_dir, bitstreams, decodes) for t in sub.tasks], {}

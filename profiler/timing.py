@@ -82,6 +82,16 @@ def summarize(values: list[float]) -> TimingStats:
     return TimingStats(len(values), statistics.median(values), min(values), max(values), q1, q3, tuple(values))
 
 
+def summed(a: dict, b: dict) -> dict:
+    """The statistics of two calls made one after the other, from each one's own (`TimingStats.to_dict`):
+    every figure the sum of the two (median + median, min + min, …), N the smaller N. The single values
+    are not kept: the two were timed apart, so no run of the pair exists to list."""
+    q1, q3 = a["q1_s"] + b["q1_s"], a["q3_s"] + b["q3_s"]
+    return {"n": min(int(a["n"]), int(b["n"])), "median_s": a["median_s"] + b["median_s"],
+            "min_s": a["min_s"] + b["min_s"], "max_s": a["max_s"] + b["max_s"], "q1_s": q1, "q3_s": q3,
+            "iqr_s": q3 - q1, "values_s": []}
+
+
 def rate_point_stats(per_image: list[tuple[dict, int, int]]) -> dict:
     """Statistics of one rate point from its images' timing dicts `(stats dict, width, height)`.
 

@@ -997,8 +997,14 @@ def run_job(job: dict) -> RateResult:
                 # Compressed-domain tasks ([[tasks]]): latent pipeline and anchors, timed on the CPU
                 # (profiler/tasks.py).
                 _emit(event="tasks")
+                # Each picture's counted and timed decode of its bitstream: the decode part of the
+                # decoded-anchor pipelines, not run again (tasks._composed).
+                decodes = {p["name"]: {"count": p["counts"]["decoder"], "timing": {"cpu": p["timing"]["cpu"]["decode"]},
+                                       "memory": {"cpu": p["memory"]["cpu"]["decode"]}}
+                           for p in pictures if "timing" in p and "memory" in p}
                 got["tasks"], nm = measure_tasks(codec, sub, rate, images, cond, baseline_mib, gpu_note=tasks_note,
-                                                 share_dir=job.get("share_dir"), bitstreams=own_bitstreams)
+                                                 share_dir=job.get("share_dir"), bitstreams=own_bitstreams,
+                                                 decodes=decodes)
                 missing.update(nm)
         if delivery is not None:
             got["verification"] = items

@@ -486,3 +486,68 @@ def test_the_rate_points_own_bitstream_is_decoded_not_encoded_again():
     assert g["anchors"]["resnet50"]["decoded"]["macs"] == f["anchors"]["resnet50"]["decoded"]["macs"]
     measure_task(wrapped, sub.tasks[1], rate, sub.manifest, [pic], repeats=1, bitstreams={"p": own})
     assert calls == [(10, 14)]      # the 40×56 picture's quarter, encoded for super-resolution
+
+
+class _CountingDecodes:
+    """The latent codec with its decode() calls counted."""
+
+    def __init__(self, inner, calls: list):
+        self._inner, self._calls = inner, calls
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def decode(self, bits):
+        self._calls.append(len(bits))
+        return self._inner.decode(bits)
+
+
+def test_the_decoded_anchor_is_composed_of_the_rate_points_decode_and_the_original_anchor():
+    """Given the rate point's counted and timed decode of the picture (as the worker passes it), the
+    decoded-anchor pipeline runs no decode(): its count is that decode's plus the anchor's on the original
+    (hand count: g_s, a transposed conv 8→3 k4 s4 on 10×14, + ResNet-50 at 224), its timing the sum of
+    both parts' figures, its peak the larger of the two."""
+    from profiler.counting import count_call
+
+    sub, rate, codec = latent_setup()
+    pic = picture()
+    with torch.no_grad():
+        bits = bytes(codec.encode(pic.tensor("cpu")))
+        _, count = count_call(lambda: codec.decode(bits), roots={"decoder": codec.decoder}, root_name="decoder")
+    stats = {"n": 3, "median_s": 0.25, "min_s": 0.2, "max_s": 0.5, "q1_s": 0.22, "q3_s": 0.3, "iqr_s": 0.08,
+             "values_s": [0.2, 0.25, 0.5], "ms_per_mpx": 1.0}
+    given = {"p": {"count": count.to_dict(), "timing": {"cpu": stats}, "memory": {"cpu": {"above_baseline_mib": 1e6}}}}
+    calls: list = []
+    t = measure_task(_CountingDecodes(codec, calls), sub.tasks[0], rate, sub.manifest, [pic], repeats=1,
+                     bitstreams={"p": bits}, decodes=given)
+    assert calls == []                       # the latent pipeline calls decode_latents, the anchor no decode
+    (p,) = t["pictures"]
+    run = p["anchors"]["resnet50"]
+    dec, org = run["decoded"], run["original"]
+    assert dec["composed_of"] == {"decode": "rate point", "anchor": "original"} and p["decode"] is None
+    assert dec["macs"] == 140 * 8 * 3 * 16 + 4_089_184_256 and dec["complete"]
+    assert dec["count"]["per_module"]["decoder.g_s"]["macs"] == 140 * 8 * 3 * 16
+    assert dec["params"] == 25_557_032 + 8 * 3 * 16
+    o = org["timing"]["cpu"]
+    assert dec["timing"]["cpu"]["median_s"] == 0.25 + o["median_s"]
+    assert dec["timing"]["cpu"]["max_s"] == 0.5 + o["max_s"] and dec["timing"]["cpu"]["n"] == 1
+    assert dec["memory"]["cpu"]["above_baseline_mib"] == 1e6
+
+
+def test_super_resolution_decodes_its_quarter_picture_once_for_both_anchors():
+    """The quarter picture's bitstream is no rate point's: its decode is counted and timed in the task
+    (count + 1 repeat: two calls), kept as the picture's `decode`, and each anchor's decoded pipeline is
+    that decode plus the anchor on the low-resolution original (hand counts as above)."""
+    sub, rate, codec = latent_setup()
+    calls: list = []
+    t = measure_task(_CountingDecodes(codec, calls), sub.tasks[1], rate, sub.manifest, [picture()], repeats=1)
+    assert len(calls) == 2
+    (p,) = t["pictures"]
+    g_s = 12 * 8 * 3 * 16
+    assert p["decode"]["macs"] == g_s
+    for name, anchor_macs in (("wdsr-a-x4", 1_197_936 * 140), ("lanczos3-x4", 6 * 3 * (10 * 56 + 40 * 56))):
+        run = p["anchors"][name]
+        assert run["decoded"]["composed_of"] == {"decode": "task", "anchor": "original"}
+        assert run["decoded"]["macs"] == g_s + anchor_macs == p["decode"]["macs"] + run["original"]["macs"]
+        assert run["decoded"]["timing"]["cpu"]["median_s"] == \
+            p["decode"]["timing"]["cpu"]["median_s"] + run["original"]["timing"]["cpu"]["median_s"]

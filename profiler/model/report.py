@@ -495,8 +495,23 @@ class VerificationItem(Frozen):
 
 # -- compressed-domain tasks (profiler/tasks.py) ------------------------------------------------------
 
+class TaskComposition(Frozen):
+    """How a decoded-anchor pipeline was obtained without running it again (profiler/tasks.py): its
+    decode() of the bitstream — the rate point's own decode of that picture (its counted run and timed
+    calls: the same call) or, where the task codes another picture (super-resolution's quarter
+    picture), that decode measured once in the task for all its anchors — followed by the anchor on the
+    original picture of the same shape (the `original` pipeline beside it: the suite's anchor networks
+    do the same work whatever the pixel values). Counts are the parts' summed per module; timings the
+    parts' figures summed (median + median, …; `timing.summed`); the CPU peak the larger of the parts'
+    peaks above their baselines (they run one after the other)."""
+
+    decode: Literal["rate point", "task"]
+    anchor: Literal["original"] = "original"
+
+
 class TaskPipeline(Frozen):
-    """One pipeline on one picture, counted as one call (strict and vm, per module), then timed."""
+    """One pipeline on one picture, counted as one call (strict and vm, per module), then timed; or, for
+    a decoded anchor, composed of measured parts (`composed_of`)."""
 
     macs: int                              # strict multiply-accumulates of the whole pipeline
     vm_macs: int                           # the JPEG AI reference software's convention
@@ -508,6 +523,7 @@ class TaskPipeline(Frozen):
     # An anchor on the original picture is the same call at every rate point: measured once per profile,
     # on this rate point, and taken by the others.
     measured_on: MeasuredOn | None = None
+    composed_of: TaskComposition | None = None
 
 
 class TaskAnchorRun(Frozen):
@@ -527,6 +543,9 @@ class TaskPicture(Frozen):
     bytes: int
     latent: TaskPipeline
     anchors: dict[str, TaskAnchorRun] = Field(default_factory=dict)   # anchor name → its two pipelines
+    # the decode() of this task's bitstream counted and timed here: the decode part of the decoded anchors
+    # whose `composed_of.decode` is "task" (None where it is the rate point's own decode of the picture)
+    decode: TaskPipeline | None = None
     synthesis_scopes: list[str] = Field(default_factory=list)        # must stay empty: synthesis in the latent pipeline
 
 

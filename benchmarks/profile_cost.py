@@ -61,15 +61,16 @@ def floor_s(rep: dict) -> float:
 
 def task_floor_s(rep: dict) -> float:
     """The task pipelines' runs that must be timed too ([[tasks]], profiler/tasks.py): per pipeline
-    measured in this rate point (the latent pipeline, each anchor on the decoded picture, and on the
-    original where it was measured here rather than taken from another rate point), its counted run
-    (the warm-up) and `tasks.repeats` timed runs."""
+    measured in this rate point (the latent pipeline, super-resolution's quarter-picture decode, each
+    anchor on the original where it was measured here rather than taken from another rate point; a
+    decoded anchor composed of measured parts runs nothing), its counted run (the warm-up) and
+    `tasks.repeats` timed runs."""
     runs = 1 + rep["conditions"]["tasks"]["repeats"]
     total = 0.0
 
     def add(entry) -> None:
         nonlocal total
-        if isinstance(entry, dict) and not entry.get("measured_on"):
+        if isinstance(entry, dict) and not entry.get("measured_on") and not entry.get("composed_of"):
             t = ((entry.get("timing") or {}).get("cpu") or {}).get("median_s")
             total += runs * t if t else 0.0
 
@@ -77,6 +78,7 @@ def task_floor_s(rep: dict) -> float:
         for task in r.get("tasks") or []:
             for pic in task.get("pictures") or []:
                 add(pic.get("latent"))
+                add(pic.get("decode"))
                 for anchor in (pic.get("anchors") or {}).values():
                     add(anchor.get("decoded"))
                     add(anchor.get("original"))

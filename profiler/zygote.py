@@ -344,6 +344,7 @@ class Zygote:
     def __init__(self, env: dict, cwd: str | Path | None = None):
         self._lock = threading.Lock()
         self._ready: bool | None = None
+        self._forked = 0                           # workers it forked: it must outlive them to reap them
         self.pid: int | None = None
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {**env, FD_ENV: str(theirs.fileno()), PARENT_ENV: str(os.getpid())}
@@ -410,6 +411,7 @@ class Zygote:
                 os.close(fd)
             ours.close()
             return None
+        self._forked += 1
         return ZygoteChild(int(reply["pid"]), fds[0], ours, None)
 
     def preload(self, modules: list[str]) -> None:
@@ -442,13 +444,19 @@ class Zygote:
                 pass
 
     def close(self) -> None:
-        """End the zygote: it serves its running children out, then exits."""
+        """End the zygote: it serves its running children out, then exits. One that never forked a worker
+        is killed at once: it may still be importing torch (the command line starts it before it checks
+        its input), and a refused input must not wait for that."""
+        self._ready = False                        # spawn from now: None, a fresh interpreter
         try:
             self._control.close()
         except OSError:
             pass
         proc, self._proc = self._proc, None
-        if proc is not None:
+        if proc is not None and not self._forked:
+            proc.kill()
+            proc.wait()
+        elif proc is not None:
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:

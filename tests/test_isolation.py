@@ -406,6 +406,23 @@ def test_the_child_gets_its_own_session_environment_directory_and_arguments(tmp_
     assert lines["torch"] == str(start is not None)
 
 
+def test_a_zygote_that_forked_no_worker_ends_at_once_even_while_importing(tmp_path):
+    """The command line starts the zygote before it checks its input; a refused input closes it while it
+    still imports torch (seconds), and must not wait for that import to finish."""
+    import os
+    import time
+
+    z = Zygote(worker_env(TestConditions()))
+    pid = z._proc.pid
+    time.sleep(0.2)                                  # it has started importing, not finished
+    t0 = time.perf_counter()
+    z.close()
+    assert time.perf_counter() - t0 < 1.0
+    with pytest.raises(ProcessLookupError):          # ended and reaped: no process left with its pid
+        os.kill(pid, 0)
+    assert z.spawn("pass", [], {}, None, 1, {}) is None   # closed: the caller starts fresh interpreters
+
+
 @pytest.mark.slow
 def test_a_profile_from_the_zygote_measures_what_fresh_workers_measure(tmp_path, tiny_dir):
     from profiler import runner

@@ -9,6 +9,7 @@ import torch
 
 from conftest import CODECS
 from profiler.conditions import CountingSpec, ImageSpec, TestConditions, TimingSpec
+from profiler import untimed as untimed_mod
 from profiler.untimed import more_threads, untimed, untimed_threads
 
 
@@ -31,10 +32,50 @@ def test_untimed_threads_are_the_idle_cores_or_the_number_set(monkeypatch):
     assert untimed_threads() == 3
     monkeypatch.delenv("JPEGAI_UNTIMED_THREADS")
     assert 1 <= untimed_threads() <= len(os.sched_getaffinity(0))
+    # No /proc/stat (not Linux): the 1-minute load average, this process counted as one.
+    monkeypatch.setattr(untimed_mod, "cpu_sample", lambda: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert untimed_threads() == len(os.sched_getaffinity(0))
     monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 0.0, 0.0))
     assert untimed_threads() == 1
+
+
+def _sample(at, busy, own):
+    return untimed_mod.CpuSample(at=at, busy_s=dict(enumerate(busy)), own_s=own)
+
+
+def test_idle_cores_are_counted_from_what_other_processes_used_in_the_window():
+    """Two cores, a 1 s window: hand-computed from the busy seconds per core and this process's own."""
+    idle_cores = untimed_mod.idle_cores
+    t0 = _sample(10.0, [100.0, 200.0], 5.0)
+    # Another process kept core 1 busy; this one used 0.2 s of core 0: one core is left.
+    assert idle_cores(t0, _sample(11.0, [100.2, 201.0], 5.2), [0, 1]) == 1
+    # The busy seconds were this process's own (two threads in its previous step): both cores.
+    assert idle_cores(t0, _sample(11.0, [101.0, 201.0], 7.0), [0, 1]) == 2
+    # Others used 0.25 of a core: still two (a core counts while they use under 30 % of it) …
+    assert idle_cores(t0, _sample(11.0, [100.25, 200.0], 5.0), [0, 1]) == 2
+    # … 0.35 of a core: one.
+    assert idle_cores(t0, _sample(11.0, [100.35, 200.0], 5.0), [0, 1]) == 1
+    # Only the cores this process may run on count: core 1's load is a timing slot's, not in `cores`.
+    assert idle_cores(t0, _sample(11.0, [100.0, 201.0], 5.0), [0]) == 1
+    assert idle_cores(t0, _sample(12.0, [100.0, 200.0], 5.0), [0, 1]) == 2
+    # Never fewer than one, never more than the cores: both cores busy with others, a 2 s window.
+    assert idle_cores(t0, _sample(12.0, [102.0, 202.0], 5.0), [0, 1]) == 1
+
+
+def test_the_window_is_the_time_since_the_last_estimate_or_a_fresh_sample(monkeypatch):
+    """The estimate diffs against the previous one when it is 0.1–5 s old; otherwise it samples afresh
+    (a worker's first untimed step), so a stale window never decides."""
+    samples = iter([_sample(0.0, [0.0, 0.0], 0.0),      # first call: no previous one …
+                    _sample(0.05, [0.05, 0.05], 0.0),   # … a fresh 50 ms sample: others on both cores
+                    _sample(1.05, [0.05, 1.05], 1.0)])  # 1 s later: core 1 was this process's own
+    monkeypatch.setattr(untimed_mod, "cpu_sample", lambda: next(samples))
+    monkeypatch.setattr(untimed_mod.time, "sleep", lambda s: None)
+    monkeypatch.setattr(untimed_mod, "_last_sample", None)
+    monkeypatch.setattr(untimed_mod.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.delenv("JPEGAI_UNTIMED_THREADS", raising=False)
+    assert untimed_threads() == 1
+    assert untimed_threads() == 2
 
 
 def test_more_threads_restores_the_timed_threads_also_when_the_step_raises():

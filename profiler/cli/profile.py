@@ -190,16 +190,26 @@ def run(args) -> int:
     from ..submission import load_submission
     from ..zygote import Zygote, worker_env
 
-    sub = load_submission(args.submission)
     cond = apply_overrides(load_conditions(args.config), repeats=args.repeats, warmup=args.warmup,
                            threads=args.threads, min_gpu_memory=args.min_gpu_memory, timeout=args.timeout,
                            memory_limit=args.memory_limit, images=args.images, quick=args.quick)
-    rate_indices = select_rates(sub, args.rates, args.quick)
-    # The workers' zygote (profiler/zygote.py) starts before this process imports torch and the rest of
-    # the suite: its ~4 s of imports run beside this command's own on another core (a Dask cluster's
-    # workers start their own processes).
+    # The workers' zygote (profiler/zygote.py) starts before this process reads the submission (whose
+    # weights check imports torch) and imports the rest of the suite: its ~4 s of imports run beside
+    # this command's own on another core, so the first worker does not wait for both one after the other
+    # (2-core machine, RefNet: first worker forked 3.8 s after the start, 7.9 s when the zygote started
+    # after the submission was read). A Dask cluster's workers start their own processes.
     zygote = (Zygote(worker_env(cond.timing.threads))
-              if cond.worker.zygote and rate_indices and getattr(args, "client", None) is None else None)
+              if cond.worker.zygote and getattr(args, "client", None) is None else None)
+    try:
+        sub = load_submission(args.submission)
+        rate_indices = select_rates(sub, args.rates, args.quick)
+    except BaseException:
+        if zygote is not None:
+            zygote.close()      # one that forked nothing is killed at once
+        raise
+    if zygote is not None and not rate_indices:
+        zygote.close()
+        zygote = None
     try:
         return _run(args, sub, cond, rate_indices, zygote)
     finally:

@@ -215,16 +215,31 @@ def unavailable(key: str) -> str:
     return ""
 
 
-def info() -> dict[str, dict]:
-    """Picture.quality key → how the metric is computed (the report's `metrics` map, as MetricInfo dicts)."""
+def unavailable_reasons() -> dict[str, str]:
+    """The metrics this process cannot compute, key → why (`unavailable`); {} when it can compute all."""
+    return {m.key: why for m in METRICS if (why := unavailable(m.key))}
+
+
+def info(unavailable_from: dict[str, str] | None = None, *, pending: bool = False) -> dict[str, dict]:
+    """Picture.quality key → how the metric is computed (the report's `metrics` map, as MetricInfo dicts).
+
+    Whether each is measured is decided where the metrics run: `unavailable_from` (the workers'
+    `unavailable_reasons`, merged) where given, else this process's own imports (which cost ~2 s: piq
+    brings torchvision), or, with `pending`, not yet known (None) and nothing imported: the command line
+    starts its report before any worker has said.
+    """
     out = {}
     for m in METRICS:
-        why = unavailable(m.key)
+        if pending:
+            why, measured = "", None
+        else:
+            why = unavailable(m.key) if unavailable_from is None else unavailable_from.get(m.key, "")
+            measured = not why
         out[m.key] = {"name": m.name, "package": m.package or "by hand", "version": version(m.package),
                       "plane": m.plane, "range": m.range,
                       "conventions": m.conventions + (f"; not defined below {m.min_side}×{m.min_side} pixels"
                                                       if m.min_side > 1 else ""),
-                      "measured": not why, "reason": why}
+                      "measured": measured, "reason": why}
     out["psnr_rgb"] = {"name": "PSNR-RGB", "package": "by hand", "version": None, "plane": "R, G, B",
                        "range": RANGE_255, "conventions": "one MSE over the three components; peak 255"}
     out["ms_ssim"] = {"name": "MS-SSIM (RGB)", "package": "pytorch-msssim", "version": version("pytorch-msssim"),

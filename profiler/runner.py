@@ -43,7 +43,8 @@ from .errors import InputError
 from . import derive
 from .version import SCHEMA_VERSION, __version__
 from .model.io import read_report, write_report
-from .model.report import Environment, ErrorRecord, HostInfo, RateResult, Report, RunInfo, WorkerInfo
+from .model.report import (Environment, ErrorRecord, HostInfo, MetricInfo, RateResult, Report, RunInfo,
+                           WorkerInfo)
 from .slots import LocalSlotPool, SlotPool, SlotUse, WholeLifeSlot, allowed_cpus, pin_process
 from .submission import Submission, files_fingerprint
 from .zygote import Zygote, ZygoteChild
@@ -910,7 +911,10 @@ def new_report(sub: Submission, cond: TestConditions, options: dict) -> Report:
     submission = {**sub.to_dict(), "files_sha256": total, "files": each}
     return Report(submission=submission, conditions=cond.to_dict(), options=options,
                   environment=fingerprint(submission["files_sha256"], cond.timing.threads),
-                  metrics=metric_info(),
+                  # Whether each metric is measured is the workers' to say (_with_rates): they import the
+                  # metric packages anyway; importing them here cost this command ~2 s of CPU at its start,
+                  # beside the first workers, and said nothing about a cluster's workers.
+                  metrics=metric_info(pending=True),
                   schema_version=SCHEMA_VERSION, tool={"version": __version__},
                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
@@ -1020,12 +1024,19 @@ def _resume(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[in
 
 
 def _with_rates(report: Report, rates: list[RateResult], **run) -> Report:
-    """The report with these rate points (sorted by rate), the environment folded, the summary fresh."""
+    """The report with these rate points (sorted by rate), the environment folded, the metrics map's
+    `measured` from the workers that said (a metric one of them could not compute is not measured), the
+    summary fresh."""
     env = report.environment.model_dump(mode="json")
+    unavailable: dict[str, str] | None = None
     for r in rates:
         env = merge_worker(env, r.environment.model_dump(mode="json"))
+        if r.environment.metrics_unavailable is not None:
+            unavailable = {**r.environment.metrics_unavailable, **(unavailable or {})}
+    metrics = report.metrics if unavailable is None else {
+        k: MetricInfo.model_validate(v) for k, v in metric_info(unavailable).items()}
     updated = report.model_copy(update={"rates": sorted(rates, key=lambda r: r.target_bpp),
-                                        "environment": Environment.model_validate(env),
+                                        "environment": Environment.model_validate(env), "metrics": metrics,
                                         "run": report.run.model_copy(update=run)})
     return derive.with_summary(updated)
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import derive, memory, timing
+from . import derive, memory, metrics, timing
 from .codec import CountableNetworks, check_codec
 from .conditions import TestConditions
 from .counting import count_call
@@ -569,8 +569,6 @@ def suite_imports() -> None:
     (it reports why)."""
     import importlib
 
-    from . import metrics
-
     for name in SUITE_MODULES:
         try:
             importlib.import_module(name)
@@ -922,7 +920,8 @@ def run_job(job: dict) -> RateResult:
         # or allocated by it, so the peaks are the same.
         gc.freeze()
         baseline_mib = memory.rss_mib()   # the worker once the model is loaded: CPU peaks are also given above it
-        got["environment"] = worker_environment(modules_before, set(sys.modules))
+        got["environment"] = {**worker_environment(modules_before, set(sys.modules)),
+                              "metrics_unavailable": metrics.unavailable_reasons()}
         worker["model_loaded_rss_mib"] = baseline_mib
         worker["preloaded"] = sorted(preloaded)
         problems = check_codec(codec)

@@ -53,6 +53,24 @@ def test_report_fingerprint_carries_the_submission_hash(tiny_dir):
     assert rep.environment.threads_configured == cond.timing.threads
 
 
+def test_metrics_map_is_pending_until_a_worker_says_and_then_takes_the_workers_reasons(tiny_dir):
+    # The command line imports no metric package for its report (they cost it ~2 s beside the first
+    # workers): `measured` is unknown until a rate point's worker reports what it could not compute.
+    from profiler.model.report import RateResult
+
+    rep = runner.new_report(load_submission(tiny_dir), TestConditions(), {})
+    assert rep.metrics["vmaf"].measured is None and rep.metrics["psnr_y"].measured is None
+    old = RateResult(index=0, target_bpp=0.5)                    # from a report before workers said
+    assert runner._with_rates(rep, [old]).metrics["vmaf"].measured is None
+    said = RateResult(index=1, target_bpp=1.0,
+                      environment={"metrics_unavailable": {"vmaf": "not measured: vmaf-torch cannot be imported"}})
+    all_ok = RateResult(index=2, target_bpp=2.0, environment={"metrics_unavailable": {}})
+    out = runner._with_rates(rep, [old, said, all_ok]).metrics
+    assert out["vmaf"].measured is False and out["vmaf"].reason.startswith("not measured: vmaf-torch")
+    assert out["iw_ssim"].measured is True and out["iw_ssim"].reason == ""
+    assert out["iw_ssim"].package == "piq" and out["psnr_rgb"].name == "PSNR-RGB"
+
+
 def test_distributions_of_leaves_out_stdlib_and_unknown():
     found = distributions_of({"yaml", "json", "no_such_module_xyz"})
     assert found == {"PyYAML": metadata.version("PyYAML")}
@@ -116,6 +134,9 @@ def test_worker_records_what_the_submission_imported(tmp_path):
     assert report.rates[0].environment.submission_imported == {"PyYAML": metadata.version("PyYAML")}
     assert report.environment.packages_submission == {"PyYAML": metadata.version("PyYAML")}
     assert report.environment.threads_used == [1]
+    # The worker said which metrics it could compute (every one: the dev install has them all).
+    assert report.rates[0].environment.metrics_unavailable == {}
+    assert all(report.metrics[k].measured is True for k in ("vmaf", "iw_ssim", "nlpd", "psnr_hvs_m"))
 
 
 @pytest.mark.slow

@@ -439,6 +439,9 @@ class WorkerEnvironment(Frozen):
     # distribution's files (environment.installed_modules): what the zygote may import for later workers
     submission_modules: list[str] = Field(default_factory=list)
     gpu_settings: GpuSettings | None = None
+    # the JPEG AI metrics (profiler/metrics.py) this worker could not compute, key → why; {} all of them;
+    # None in reports from before. The report's `metrics` map takes its `measured` from these.
+    metrics_unavailable: dict[str, str] | None = None
 
 
 class HostInfo(Frozen):
@@ -854,7 +857,9 @@ class MetricInfo(Frozen):
     plane: str                  # which picture plane(s) it sees
     range: str                  # the data range handed to the package
     conventions: str = ""       # what is assumed where the quality framework's convention is not known
-    measured: bool = True
+    # whether the workers that computed `Picture.quality` could compute it (their imports, not this
+    # process's); None: no worker has said yet (a report written before its first rate point finished)
+    measured: bool | None = True
     reason: str = ""            # why it is not measured, when not
 
 

@@ -1023,18 +1023,31 @@ def _resume(path: Path, fresh: Report, rate_indices: list[int]) -> tuple[dict[in
     return done, notice, old
 
 
+def _unavailable_on(said: list[RateResult]) -> dict[str, str]:
+    """Metric key → why it is not measured, from the workers that said (`metrics_unavailable`): the first
+    reason, and where other workers could compute it (a cluster's machines differ), the rate points
+    whose pictures lack it — their curves are the ones a BD-rate cannot use."""
+    out: dict[str, str] = {}
+    for key in dict.fromkeys(k for r in said for k in r.environment.metrics_unavailable):
+        lacking = [r for r in said if key in r.environment.metrics_unavailable]
+        why = lacking[0].environment.metrics_unavailable[key]
+        if len(lacking) < len(said):
+            why += (f" (on the workers of {', '.join(f'{r.target_bpp:g}' for r in lacking)} bpp; "
+                    f"{len(said) - len(lacking)} other rate point(s) have it)")
+        out[key] = why
+    return out
+
+
 def _with_rates(report: Report, rates: list[RateResult], **run) -> Report:
     """The report with these rate points (sorted by rate), the environment folded, the metrics map's
     `measured` from the workers that said (a metric one of them could not compute is not measured), the
     summary fresh."""
     env = report.environment.model_dump(mode="json")
-    unavailable: dict[str, str] | None = None
+    said = [r for r in rates if r.environment.metrics_unavailable is not None]
     for r in rates:
         env = merge_worker(env, r.environment.model_dump(mode="json"))
-        if r.environment.metrics_unavailable is not None:
-            unavailable = {**r.environment.metrics_unavailable, **(unavailable or {})}
-    metrics = report.metrics if unavailable is None else {
-        k: MetricInfo.model_validate(v) for k, v in metric_info(unavailable).items()}
+    metrics = report.metrics if not said else {
+        k: MetricInfo.model_validate(v) for k, v in metric_info(_unavailable_on(said)).items()}
     updated = report.model_copy(update={"rates": sorted(rates, key=lambda r: r.target_bpp),
                                         "environment": Environment.model_validate(env), "metrics": metrics,
                                         "run": report.run.model_copy(update=run)})

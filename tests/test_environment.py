@@ -66,7 +66,12 @@ def test_metrics_map_is_pending_until_a_worker_says_and_then_takes_the_workers_r
                       environment={"metrics_unavailable": {"vmaf": "not measured: vmaf-torch cannot be imported"}})
     all_ok = RateResult(index=2, target_bpp=2.0, environment={"metrics_unavailable": {}})
     out = runner._with_rates(rep, [old, said, all_ok]).metrics
-    assert out["vmaf"].measured is False and out["vmaf"].reason.startswith("not measured: vmaf-torch")
+    assert out["vmaf"].measured is False
+    # 2.0 bpp's worker had it: the reason names the rate point whose pictures lack it.
+    assert out["vmaf"].reason == ("not measured: vmaf-torch cannot be imported (on the workers of 1 bpp; "
+                                  "1 other rate point(s) have it)")
+    only = runner._with_rates(rep, [said]).metrics
+    assert only["vmaf"].reason == "not measured: vmaf-torch cannot be imported"
     assert out["iw_ssim"].measured is True and out["iw_ssim"].reason == ""
     assert out["iw_ssim"].package == "piq" and out["psnr_rgb"].name == "PSNR-RGB"
 
